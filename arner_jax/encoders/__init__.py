@@ -1,0 +1,24 @@
+"""Flax BERT-family and RoBERTa/XLM-R encoders and their Hugging Face checkpoints."""
+from arner_jax.encoders.config import CheckpointError, EncoderConfig
+from arner_jax.encoders.hf_weights import WEIGHT_TABLE, hf_to_params, params_to_hf, read_state_dict
+from arner_jax.encoders.model import Encoder
+from arner_jax.encoders.pretrained import (
+    PretrainedEncoder,
+    load_pretrained_encoder,
+    resolve_model_dir,
+    save_pretrained_encoder,
+)
+
+__all__ = [
+    "CheckpointError",
+    "Encoder",
+    "EncoderConfig",
+    "PretrainedEncoder",
+    "WEIGHT_TABLE",
+    "hf_to_params",
+    "load_pretrained_encoder",
+    "params_to_hf",
+    "read_state_dict",
+    "resolve_model_dir",
+    "save_pretrained_encoder",
+]

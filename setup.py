@@ -1,0 +1,43 @@
+"""Install arner_jax: `pip install -e .` (core), `pip install -e ".[test]"` (tests)."""
+from setuptools import find_packages, setup
+
+CORE = [
+    "jax>=0.4.30",
+    "flax>=0.10",
+    "optax>=0.2.3",
+    "orbax-checkpoint>=0.6",
+    "transformers>=4.40",
+    "tokenizers>=0.19",
+    "safetensors>=0.4",
+    "huggingface_hub>=0.23",
+    "datasets>=2.19",
+    "seqeval==1.2.2",
+    "numpy>=1.24",
+    "tqdm>=4.66",
+    "tensorboardX>=2.6",
+]
+# torch is only needed to read `pytorch_model.bin`, to export/verify against PyTorch and for
+# the parity tests. On a machine without a GPU install a CPU build of torch *before* these
+# extras, or pip resolves the default (CUDA) wheels.
+TORCH = ["torch>=2.1"]
+EXTRAS = {
+    "torch": TORCH,
+    "test": TORCH + ["pytest>=7"],
+    # TPU VM / Colab TPU: the TPU build of JAX.
+    "tpu": ["jax[tpu]"],
+    # NVIDIA GPU hosts (CUDA 12 wheels; use jax[cuda13] on CUDA 13 drivers).
+    "cuda": ["jax[cuda12]"],
+}
+
+setup(
+    name="arner_jax",
+    version="0.1.0",
+    description="Arabic nested and flat NER (Wojood multi-task taggers, SpanMarker) in JAX/Flax",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["arner_jax", "arner_jax.*", "experiments", "experiments.*"]),
+    install_requires=CORE,
+    extras_require=EXTRAS,
+    license="MIT",
+)
