@@ -2,6 +2,7 @@
 from arner_jax.encoders.config import CheckpointError, EncoderConfig
 from arner_jax.encoders.hf_weights import WEIGHT_TABLE, hf_to_params, params_to_hf, read_state_dict
 from arner_jax.encoders.model import Encoder
+from arner_jax.encoders.scratch import small_bert_config, train_wordpiece_tokenizer
 from arner_jax.encoders.pretrained import (
     PretrainedEncoder,
     load_pretrained_encoder,
@@ -21,4 +22,6 @@ __all__ = [
     "read_state_dict",
     "resolve_model_dir",
     "save_pretrained_encoder",
+    "small_bert_config",
+    "train_wordpiece_tokenizer",
 ]
