@@ -1,0 +1,100 @@
+"""Batches of fixed, few shapes: length buckets, seeded shuffling, order-restoring evaluation.
+
+Owns: padding windows to a bucket length (so only a handful of shapes ever compile), the
+training order (a pure function of seed and epoch, so a resumed run sees the same batches),
+sorted evaluation batches that carry each row's window index, and the last partial batch, kept
+and padded with empty rows whose masks are zero.
+
+A batch is a dict of numpy arrays:
+  input_ids [B, L] int32, attention_mask [B, L] int32, labels [B, L, K] int32,
+  label_mask [B, L] float32 (positions that are trained), word_index [B, L] int32 (-1: not scored),
+  window_index [B] int32 (-1: a padding row).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from arner_jax.data.align import Window
+
+DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
+
+
+def bucket_lengths(max_length: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> tuple[int, ...]:
+    """The bucket lengths in use: those below max_length, then max_length itself."""
+    return tuple(sorted({b for b in buckets if b < max_length} | {max_length}))
+
+
+def bucket_of(length: int, lengths: Sequence[int]) -> int:
+    for b in lengths:
+        if length <= b:
+            return b
+    raise ValueError(f"a window of {length} tokens exceeds the largest bucket {lengths[-1]}")
+
+
+def collate(windows: Sequence[Window], indices: Sequence[int], batch_size: int, length: int,
+            pad_id: int, reference_labels: bool = False) -> dict[str, np.ndarray]:
+    """Pad the windows `indices` into one batch of `batch_size` rows and `length` tokens.
+
+    reference_labels: the Wojood reference's training: every position of a real row ([CLS],
+    [SEP], non-first subwords, padding) is trained with label O, and no attention mask is used.
+    """
+    K = windows[indices[0]].labels.shape[1] if len(indices) else 1
+    ids = np.full((batch_size, length), pad_id, np.int32)
+    attn = np.zeros((batch_size, length), np.int32)
+    labels = np.zeros((batch_size, length, K), np.int32)
+    word_index = np.full((batch_size, length), -1, np.int32)
+    window_index = np.full((batch_size,), -1, np.int32)
+    for row, i in enumerate(indices):
+        w = windows[i]
+        n = len(w)
+        ids[row, :n], attn[row, :n], labels[row, :n] = w.input_ids, 1, w.labels
+        word_index[row, :n], window_index[row] = w.word_index, i
+    if reference_labels:
+        label_mask = (window_index >= 0)[:, None].repeat(length, 1).astype(np.float32)
+        attn = np.where(window_index[:, None] >= 0, 1, 0).astype(np.int32).repeat(length, 1)
+    else:
+        label_mask = (word_index >= 0).astype(np.float32)
+    return {"input_ids": ids, "attention_mask": attn, "labels": labels, "label_mask": label_mask,
+            "word_index": word_index, "window_index": window_index}
+
+
+def _chunks(indices: Sequence[int], size: int):
+    return [indices[i:i + size] for i in range(0, len(indices), size)]
+
+
+def train_batches(windows: Sequence[Window], batch_size: int, max_length: int, seed: int, epoch: int,
+                  pad_id: int, buckets: Sequence[int] = DEFAULT_BUCKETS,
+                  reference_labels: bool = False) -> list[tuple[int, list[int]]]:
+    """The epoch's batches as (bucket length, window indices), shuffled from (seed, epoch).
+
+    Windows are shuffled, grouped by bucket, cut into batches (a bucket's last batch may be
+    partial and is kept), and the batches are shuffled again. Call `collate` on each.
+    """
+    lengths = bucket_lengths(max_length, buckets)
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(windows))
+    by_bucket: dict[int, list[int]] = {b: [] for b in lengths}
+    for i in order:
+        by_bucket[bucket_of(len(windows[i]), lengths)].append(int(i))
+    plan = [(b, chunk) for b in lengths for chunk in _chunks(by_bucket[b], batch_size)]
+    return [plan[i] for i in rng.permutation(len(plan))]
+
+
+def eval_batches(windows: Sequence[Window], batch_size: int, max_length: int,
+                 buckets: Sequence[int] = DEFAULT_BUCKETS) -> list[tuple[int, list[int]]]:
+    """Length-sorted batches as (bucket length, window indices); outputs map back by index."""
+    lengths = bucket_lengths(max_length, buckets)
+    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+    by_bucket: dict[int, list[int]] = {b: [] for b in lengths}
+    for i in order:
+        by_bucket[bucket_of(len(windows[i]), lengths)].append(i)
+    return [(b, chunk) for b in lengths for chunk in _chunks(by_bucket[b], batch_size)]
+
+
+def iterate(windows: Sequence[Window], plan, batch_size: int, pad_id: int,
+            reference_labels: bool = False) -> Iterator[dict[str, np.ndarray]]:
+    """Collate a batch plan lazily."""
+    for length, indices in plan:
+        yield collate(windows, indices, batch_size, length, pad_id, reference_labels)

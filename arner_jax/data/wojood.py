@@ -1,0 +1,143 @@
+"""Wojood / CoNLL files: reading, validating and writing sentences of words with nested IOB2 tags.
+
+Owns the file format of SPEC section 2 (numpy-free, JAX-free): one word per line followed by its
+tags outermost first, `O` alone for a non-entity word, a blank line between sentences. Errors
+name the file and line. Same-type duplicate tags on one word keep the first (the reference's
+rule) and are counted, not fatal.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Iterable, Sequence
+
+TAG_RE = re.compile(r"^[BI]-[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class WojoodFormatError(ValueError):
+    """A Wojood file that cannot be read; the message names the file and line and what to fix."""
+
+    def __init__(self, path, line: int | None, message: str):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}")
+        self.path, self.line = str(path), line
+
+
+@dataclasses.dataclass
+class Sentence:
+    words: list[str]
+    tags: list[list[str]]  # per word, outermost first; ["O"] for a non-entity word
+    first_line: int = 0  # 1-based line of the first word in its file (0: not from a file)
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def type_tags(self, entity_type: str) -> list[str]:
+        """The word-level IOB2 sequence of one type layer (O where the word has no tag of it)."""
+        out = []
+        for tags in self.tags:
+            out.append(next((t for t in tags if t[2:] == entity_type), "O"))
+        return out
+
+    def flat_tags(self) -> list[str]:
+        """The outermost tag of each word (for flat files, the only one)."""
+        return [tags[0] for tags in self.tags]
+
+
+@dataclasses.dataclass
+class Corpus:
+    sentences: list[Sentence]
+    path: str = ""
+    dropped_duplicates: int = 0  # same-type second tags removed (the reference keeps the first)
+    nested: bool = False  # some word carries two or more tags
+
+    @property
+    def types(self) -> list[str]:
+        """Entity types present, sorted by name (SPEC: the type set comes from the data)."""
+        return sorted({t[2:] for s in self.sentences for tags in s.tags for t in tags if t != "O"})
+
+    @property
+    def num_words(self) -> int:
+        return sum(len(s) for s in self.sentences)
+
+
+def _parse_tags(fields: list[str], path, lineno: int) -> tuple[list[str], int]:
+    if not fields:
+        raise WojoodFormatError(path, lineno, "a word without a tag; every word line needs at least `O`.")
+    if "O" in fields:
+        if len(fields) > 1:
+            raise WojoodFormatError(path, lineno, f"`O` together with other tags {fields}; "
+                                    "a non-entity word has exactly `O`, remove it or the other tags.")
+        return fields, 0
+    kept, seen, dropped = [], set(), 0
+    for tag in fields:
+        if not TAG_RE.match(tag):
+            raise WojoodFormatError(path, lineno, f"tag {tag!r} is not `O`, `B-TYPE` or `I-TYPE` (IOB2).")
+        if tag[2:] in seen:
+            dropped += 1  # a second tag of the same type: the reference keeps only the first
+            continue
+        seen.add(tag[2:])
+        kept.append(tag)
+    return kept, dropped
+
+
+def parse_wojood(text: str, path: str = "<string>") -> Corpus:
+    """Parse Wojood text (BOM and CRLF tolerated) into a Corpus."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    sentences: list[Sentence] = []
+    words: list[str] = []
+    tags: list[list[str]] = []
+    first_line = 0
+    dropped = 0
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:  # a blank line (or only spaces) ends a sentence; repeated ones add nothing
+            if words:
+                sentences.append(Sentence(words, tags, first_line))
+                words, tags = [], []
+            continue
+        word_tags, n_dropped = _parse_tags(fields[1:], path, lineno)
+        if not words:
+            first_line = lineno
+        words.append(fields[0])
+        tags.append(word_tags)
+        dropped += n_dropped
+    if words:
+        sentences.append(Sentence(words, tags, first_line))
+    nested = any(len(t) > 1 for s in sentences for t in s.tags)
+    return Corpus(sentences, path, dropped, nested)
+
+
+def read_text(path: str | Path) -> str:
+    """A file's text as UTF-8; a missing file or bad bytes raise WojoodFormatError with the line."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise WojoodFormatError(path, None, "no such file.") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        lineno = raw[: err.start].count(b"\n") + 1
+        raise WojoodFormatError(path, lineno, f"not UTF-8 (byte 0x{raw[err.start]:02x}); "
+                                "re-save the file as UTF-8.") from None
+
+
+def read_wojood(path: str | Path) -> Corpus:
+    """Read a Wojood file; raises WojoodFormatError naming the file and line on bad input."""
+    return parse_wojood(read_text(path), str(path))
+
+
+def format_wojood(sentences: Iterable[Sentence]) -> str:
+    """Wojood text: `word tag1 tag2` lines, a blank line after each sentence."""
+    out = []
+    for s in sentences:
+        out.extend(f"{w} {' '.join(t)}" for w, t in zip(s.words, s.tags))
+        out.append("")
+    return "\n".join(out) + "\n" if out else ""
+
+
+def write_wojood(path: str | Path, sentences: Sequence[Sentence]) -> None:
+    Path(path).write_text(format_wojood(sentences), encoding="utf-8")

@@ -1,0 +1,93 @@
+"""Token taggers on an encoder: the nested multi-task tagger, the flat tagger and MTN, and decoding.
+
+Owns: the fused classification heads (all T per-type classifiers as one `[H, T, C]` parameter
+and one einsum; the flat tagger is the same with T = 1) and turning logits into word tags for
+each model kind:
+  nested: per-type heads, each type's argmax over its own classes (SPEC 1A);
+  flat:   one head over the flat tags;
+  mtn:    per-type heads trained on flat data; decoding keeps at most one non-O tag per word,
+          the most probable among the types whose own argmax is not O.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from arner_jax.data.vocab import LabelVocab
+from arner_jax.encoders import Encoder, EncoderConfig
+
+KINDS = ("nested", "flat", "mtn")
+
+
+def label_layout(kind: str) -> str:
+    """How gold labels are laid out for a model kind (see data.align)."""
+    if kind not in KINDS:
+        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
+    return "flat" if kind == "flat" else "per_type"
+
+
+def head_shape(kind: str, vocab: LabelVocab) -> tuple[int, int]:
+    """(T heads, C classes) of a model kind."""
+    return (1, len(vocab.flat_tags)) if kind == "flat" else (vocab.num_types, 3)
+
+
+def class_mask(kind: str, vocab: LabelVocab) -> np.ndarray:
+    """[T, C] classes each head may predict."""
+    return np.ones((1, len(vocab.flat_tags)), bool) if kind == "flat" else vocab.class_mask()
+
+
+class Tagger(nn.Module):
+    """Encoder, dropout, and T fused linear heads; returns float32 logits `[B, L, T, C]`."""
+
+    encoder: EncoderConfig
+    num_heads: int
+    num_classes: int
+    dropout: float = 0.1  # before the heads, as the reference's BertSeqTagger
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, input_ids, attention_mask=None, *, deterministic: bool = True):
+        h = Encoder(self.encoder, self.dtype, name="encoder")(input_ids, attention_mask,
+                                                               deterministic=deterministic)  # [B, L, H]
+        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        init = nn.initializers.normal(0.02)
+        kernel = self.param("head_kernel", init, (self.encoder.hidden_size, self.num_heads, self.num_classes))
+        bias = self.param("head_bias", nn.initializers.zeros, (self.num_heads, self.num_classes))
+        logits = jnp.einsum("blh,htc->bltc", h, kernel.astype(self.dtype)) + bias.astype(self.dtype)
+        return logits.astype(jnp.float32)  # [B, L, T, C]
+
+
+def masked_log_probs(logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """Log-softmax over each head's own classes ([..., T, C]; absent classes get -inf)."""
+    return jax.nn.log_softmax(jnp.where(mask, logits, -jnp.inf), axis=-1)
+
+
+def decode(kind: str, logits: jax.Array, mask: jax.Array) -> jax.Array:
+    """Predicted class ids `[..., T]` from logits `[..., T, C]` (jit-friendly)."""
+    logp = masked_log_probs(logits, mask)
+    best = jnp.argmax(logp, axis=-1)  # [..., T]
+    if kind != "mtn":
+        return best
+    # MTN: among types whose argmax is B or I, keep the one with the highest probability.
+    best_logp = jnp.max(logp, axis=-1)
+    candidate = jnp.where(best > 0, best_logp, -jnp.inf)  # [..., T]
+    winner = jnp.argmax(candidate, axis=-1)  # [...]
+    keep = (jnp.arange(best.shape[-1]) == winner[..., None]) & (best > 0)
+    return jnp.where(keep, best, 0)
+
+
+def ids_to_tags(kind: str, vocab: LabelVocab, word_ids: np.ndarray) -> list[list[str]]:
+    """Per word, its predicted tags: nested/MTN one tag per type (in type order), flat one tag."""
+    if kind == "flat":
+        flat = vocab.flat_tags
+        return [[flat[int(i)]] for i in word_ids[:, 0]]
+    return [[vocab.type_tag(t, int(c)) for t, c in enumerate(row)] for row in word_ids]
+
+
+def entity_tags(tags_per_word: Sequence[Sequence[str]]) -> list[list[str]]:
+    """Per-type tag lists reduced to Wojood's word tags: the non-O tags, or ["O"]."""
+    return [[t for t in tags if t != "O"] or ["O"] for tags in tags_per_word]
