@@ -1,0 +1,110 @@
+"""Alignment (first subwords, windows, words without subwords) and bucketed batching."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from arner_jax.data import LabelVocab, encode_sentences, eval_batches, iterate, parse_wojood, read_wojood, \
+    scatter_to_words, train_batches
+from arner_jax.data.align import plan_windows
+from arner_jax.data.batching import bucket_lengths, collate
+from arner_jax.encoders import train_wordpiece_tokenizer
+from tests.conftest import ARABIC_TEXT, shared_path
+
+
+@pytest.fixture(scope="module")
+def sample():
+    corpus = read_wojood(shared_path("data", "wojood_sample", "train.txt"))
+    tokenizer = train_wordpiece_tokenizer((" ".join(s.words) for s in corpus.sentences), vocab_size=1500)
+    return corpus, tokenizer, LabelVocab.from_corpus(corpus)
+
+
+def test_every_word_of_the_sample_scored_exactly_once_with_64_token_windows(sample):
+    corpus, tokenizer, vocab = sample
+    windows, stats = encode_sentences(corpus.sentences, tokenizer, vocab, "per_type", max_length=64)
+    assert stats.split_sentences > 50  # the sample has sentences up to 202 words
+    assert all(len(w) <= 64 for w in windows)
+    counts = [np.zeros(len(s), int) for s in corpus.sentences]
+    for w in windows:
+        for word in w.word_index[w.word_index >= 0]:
+            counts[w.sentence][word] += 1
+    assert all((c == 1).all() for c in counts)
+    # labels sit on first subwords and equal the gold tags of the word they score
+    for w in windows[:200]:
+        s = corpus.sentences[w.sentence]
+        for pos in np.nonzero(w.word_index >= 0)[0]:
+            tags = [vocab.type_tag(t, c) for t, c in enumerate(w.labels[pos])]
+            assert sorted(t for t in tags if t != "O") == sorted(t for t in s.tags[w.word_index[pos]] if t != "O")
+    # scatter back: per-word outputs land on their words
+    outputs = [np.where(w.word_index >= 0, w.word_index, -7) for w in windows]
+    words = scatter_to_words(windows, [len(s) for s in corpus.sentences], outputs)
+    assert all((x == np.arange(len(x))).all() for x in words)
+
+
+def test_window_owner_has_most_context():
+    windows, owner = plan_windows([1] * 10, budget=4)
+    assert windows[0] == (0, 4) and windows[-1][1] == 10
+    for w, k in enumerate(owner):
+        a, b = windows[k]
+        assert a <= w < b
+        ctx = min(w - a, b - 1 - w)
+        others = [min(w - a2, b2 - 1 - w) for a2, b2 in windows if a2 <= w < b2]
+        assert ctx == max(others)
+
+
+def test_word_longer_than_a_window_is_clipped_not_dropped():
+    tok = train_wordpiece_tokenizer(ARABIC_TEXT, vocab_size=200)
+    long_word = "سكرتيرالقوميةالعربيةنابلسوزارةالصحة"  # many subwords with this small vocabulary
+    corpus = parse_wojood(f"في O\n{long_word} B-ORG\nنابلس B-GPE\n")
+    windows, stats = encode_sentences(corpus.sentences, tok, LabelVocab.from_corpus(corpus), "flat", max_length=6)
+    assert stats.clipped_words == 1 and all(len(w) <= 6 for w in windows)
+    scored = sorted(int(i) for w in windows for i in w.word_index if i >= 0)
+    assert scored == [0, 1, 2]
+
+
+def test_word_without_subwords_gets_unk():
+    tok = train_wordpiece_tokenizer(ARABIC_TEXT, vocab_size=200)
+    corpus = parse_wojood("مجلس B-ORG\n\u200f O\nالأمن I-ORG\n")
+    vocab = LabelVocab.from_corpus(corpus)
+    windows, stats = encode_sentences(corpus.sentences, tok, vocab, "flat", max_length=32)
+    assert stats.words_without_subwords == 1
+    w = windows[0]
+    assert w.word_index.tolist().count(1) == 1
+    assert w.input_ids[w.word_index.tolist().index(1)] == tok.unk_token_id
+    assert w.labels[w.word_index >= 0, 0].tolist() == [vocab.flat_id("B-ORG"), 0, vocab.flat_id("I-ORG")]
+
+
+def test_batches_have_few_shapes_cover_everything_and_depend_on_seed(sample):
+    corpus, tokenizer, vocab = sample
+    windows, _ = encode_sentences(corpus.sentences, tokenizer, vocab, "per_type", max_length=128)
+    plan = train_batches(windows, 16, 128, seed=3, epoch=0, pad_id=0)
+    assert {length for length, _ in plan} <= set(bucket_lengths(128))
+    assert sorted(i for _, idx in plan for i in idx) == list(range(len(windows)))
+    assert plan == train_batches(windows, 16, 128, seed=3, epoch=0, pad_id=0)
+    assert plan != train_batches(windows, 16, 128, seed=3, epoch=1, pad_id=0)
+    batches = list(iterate(windows, plan, 16, pad_id=0))
+    assert {b["input_ids"].shape[0] for b in batches} == {16}
+    partial = [b for b in batches if (b["window_index"] < 0).any()]
+    assert partial and all(b["label_mask"][b["window_index"] < 0].sum() == 0 for b in partial)
+    assert sum(b["label_mask"].sum() for b in batches) == corpus.num_words
+
+
+def test_eval_batches_sorted_and_restorable(sample):
+    corpus, tokenizer, vocab = sample
+    windows, _ = encode_sentences(corpus.sentences[:100], tokenizer, vocab, "per_type", max_length=128)
+    plan = eval_batches(windows, 8, 128)
+    lengths = [len(windows[i]) for _, idx in plan for i in idx]
+    assert lengths == sorted(lengths)
+    seen = np.concatenate([b["window_index"] for b in iterate(windows, plan, 8, 0)])
+    assert sorted(seen[seen >= 0].tolist()) == list(range(len(windows)))
+
+
+def test_reference_labels_train_every_position_without_attention_mask(sample):
+    corpus, tokenizer, vocab = sample
+    windows, _ = encode_sentences(corpus.sentences[:3], tokenizer, vocab, "per_type", max_length=64)
+    ours = collate(windows, [0, 1, 2], 4, 64, pad_id=0)
+    ref = collate(windows, [0, 1, 2], 4, 64, pad_id=0, reference_labels=True)
+    assert ours["label_mask"].sum() == sum(len(s) for s in corpus.sentences[:3])
+    assert ref["label_mask"][:3].all() and not ref["label_mask"][3].any()
+    assert ref["attention_mask"][:3].all()
+    np.testing.assert_array_equal(ours["labels"], ref["labels"])
