@@ -71,3 +71,18 @@ def test_hub_id_offline_is_a_clear_error(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert main(["verify", "--hf_model", "arner-jax-tests/no-such-model"]) == 2
     assert "not a local folder" in capsys.readouterr().err
+
+
+def test_hub_id_loads_from_the_cache_offline(tmp_path, tiny_bert_dir, monkeypatch):
+    """A model downloaded once (laid out as huggingface_hub's cache) loads by its id, offline."""
+    revision = "0" * 40
+    snapshot = tmp_path / "hub" / "models--arner-jax-tests--tiny-bert" / "snapshots" / revision
+    shutil.copytree(tiny_bert_dir, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    from arner_jax.encoders import load_pretrained_encoder
+
+    enc = load_pretrained_encoder("arner-jax-tests/tiny-bert")
+    assert enc.model_dir == snapshot and enc.config.hidden_size == 32

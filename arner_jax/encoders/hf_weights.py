@@ -13,9 +13,13 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from flax.traverse_util import flatten_dict
 
 from arner_jax.encoders.config import HF_BASE_PREFIX, CheckpointError, EncoderConfig
+from arner_jax.encoders.model import Encoder
 
 # (our path, Hugging Face name, transform). "{i}" is the layer index. "T" transposes a
 # PyTorch Linear weight [out, in] into a Flax Dense kernel [in, out] (and back).
@@ -178,12 +182,6 @@ def params_to_hf(params: dict, config: EncoderConfig, prefix: str = "") -> dict[
 
 def expected_shapes(config: EncoderConfig) -> dict[str, tuple[int, ...]]:
     """Our parameter shapes, derived from the Flax module itself (no second source of truth)."""
-    import jax
-    import jax.numpy as jnp
-    from flax.traverse_util import flatten_dict
-
-    from arner_jax.encoders.model import Encoder
-
     ids = jnp.zeros((1, 4), jnp.int32)
     shapes = jax.eval_shape(lambda: Encoder(config).init(jax.random.PRNGKey(0), ids))["params"]
     return {"/".join(k): tuple(v.shape) for k, v in flatten_dict(shapes).items()}

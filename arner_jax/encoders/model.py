@@ -34,7 +34,7 @@ def roberta_position_ids(input_ids: jax.Array, pad_token_id: int) -> jax.Array:
     return jnp.cumsum(is_token, axis=-1) * is_token + pad_token_id
 
 
-def attention_bias(attention_mask: jax.Array | None, batch: int, length: int) -> jax.Array | None:
+def attention_bias(attention_mask: jax.Array | None) -> jax.Array | None:
     """Additive float32 bias `[B, 1, Tq, Tk]` from a `[B, Tk]` or `[B, Tq, Tk]` 0/1 mask.
 
     Masked entries get float32's most negative finite value (not -inf), as Hugging Face and
@@ -140,11 +140,7 @@ class Encoder(nn.Module):
             else:
                 position_ids = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
         x = Embeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, position_ids, deterministic)
-        bias = attention_bias(attention_mask, B, T)
+        bias = attention_bias(attention_mask)
         for i in range(cfg.num_hidden_layers):
             x = Layer(cfg, self.dtype, name=f"layer_{i}")(x, bias, deterministic)
         return x  # [B, T, H]
-
-    def dummy_inputs(self, batch: int = 1, length: int = 8):
-        """Shapes for `init`: int32 ids of the given size."""
-        return jnp.zeros((batch, length), jnp.int32)
