@@ -13,15 +13,10 @@ from typing import Sequence
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
-from arner_jax.data.wojood import Corpus, Sentence, WojoodFormatError, parse_wojood, read_text
+from arner_jax.data.wojood import Corpus, Sentence, WojoodFormatError, parse_wojood, read_text, type_layer
 
 PREDICTIONS_HEADER = "Token\tGold Tag\tPredicted Tag"
 TagLists = Sequence[Sequence[Sequence[str]]]  # sentence -> word -> tags
-
-
-def layer(tags_per_word: Sequence[Sequence[str]], entity_type: str) -> list[str]:
-    """One type's IOB2 sequence (O where a word has no tag of that type)."""
-    return [next((t for t in tags if t[2:] == entity_type), "O") for tags in tags_per_word]
 
 
 def flat_sequences(sentences: TagLists) -> list[list[str]]:
@@ -31,7 +26,7 @@ def flat_sequences(sentences: TagLists) -> list[list[str]]:
 
 def nested_sequences(sentences: TagLists, types: Sequence[str]) -> list[list[str]]:
     """Nested scoring: per type, one sequence per sentence; the copies concatenated in type order."""
-    return [layer(words, t) for t in types for words in sentences]
+    return [type_layer(words, t) for t in types for words in sentences]
 
 
 def _report(gold, pred, strict: bool) -> dict:

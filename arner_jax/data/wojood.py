@@ -24,6 +24,11 @@ class WojoodFormatError(ValueError):
         self.path, self.line = str(path), line
 
 
+def type_layer(tags_per_word: Sequence[Sequence[str]], entity_type: str) -> list[str]:
+    """One type's IOB2 sequence over words (O where a word has no tag of that type)."""
+    return [next((t for t in tags if t[2:] == entity_type), "O") for tags in tags_per_word]
+
+
 @dataclasses.dataclass
 class Sentence:
     words: list[str]
@@ -35,10 +40,7 @@ class Sentence:
 
     def type_tags(self, entity_type: str) -> list[str]:
         """The word-level IOB2 sequence of one type layer (O where the word has no tag of it)."""
-        out = []
-        for tags in self.tags:
-            out.append(next((t for t in tags if t[2:] == entity_type), "O"))
-        return out
+        return type_layer(self.tags, entity_type)
 
     def flat_tags(self) -> list[str]:
         """The outermost tag of each word (for flat files, the only one)."""
