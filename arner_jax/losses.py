@@ -1,7 +1,8 @@
 """Losses of the Wojood shared-task system (SPEC section 4), vectorized over heads.
 
 Owns: CE, focal, Dice, Tversky and the IRM term for all T heads in one call on logits
-`[B, S, T, C]`, masked by the label mask (masked positions cannot change any value, whatever
+`[B, S, T, C]`, computed from additive batch statistics (so that a batch split over devices
+gives exactly the loss of the whole batch), masked by the label mask (masked positions cannot change any value, whatever
 labels they hold) and by a per-type class mask (a type with fewer classes behaves exactly as a
 smaller head: its absent classes get no probability and are left out of class means); the
 weighted combination (the unified loss by default); and the multi-task total with the
@@ -47,13 +48,20 @@ class LossConfig:
         return weights
 
 
-def loss_terms(logits: jax.Array, labels: jax.Array, label_mask: jax.Array,
-               class_mask: jax.Array | None = None, *, gamma: float = 2.0, alpha: float = 0.5,
-               smooth: float = 1e-6) -> dict[str, jax.Array]:
-    """Every term for every head.
+STAT_KEYS = ("n", "nll", "focal", "tp", "sum_p", "sum_y", "irm_even", "irm_odd", "n_even", "n_odd")
+
+
+def batch_statistics(logits: jax.Array, labels: jax.Array, label_mask: jax.Array,
+                     class_mask: jax.Array | None = None, *, gamma: float = 2.0,
+                     rank_offset: jax.Array | int = 0) -> dict[str, jax.Array]:
+    """Sums over the counting positions from which every term is computed.
+
+    They add up across shards of a batch (devices, hosts), so a data-parallel step sums them
+    (`psum`) and gets exactly the single-device loss of the whole batch. `rank_offset` is the
+    number of counting positions in the shards before this one (for the IRM even/odd split).
 
     logits: [B, S, T, C]; labels: [B, S, T] int; label_mask: [B, S] (1 = the position counts);
-    class_mask: [T, C] bool (None: all classes). Returns {term: [T]}.
+    class_mask: [T, C] bool (None: all classes).
     """
     z = logits.astype(jnp.float32)  # [B, S, T, C]
     C = z.shape[-1]
@@ -64,43 +72,80 @@ def loss_terms(logits: jax.Array, labels: jax.Array, label_mask: jax.Array,
     logp = jax.nn.log_softmax(z, axis=-1)
     p = jnp.exp(logp)  # [B, S, T, C]
     onehot = jax.nn.one_hot(labels, C, dtype=jnp.float32)  # [B, S, T, C]
-    n = jnp.maximum(label_mask.astype(jnp.float32).sum(), 1.0)
 
-    def pos_mean(x):  # [B, S, T] -> [T], mean over the positions that count
-        return jnp.where(counts, x, 0.0).sum(axis=(0, 1)) / n
-
-    def pos_sum(x):  # [B, S, T, C] -> [T, C]
-        return jnp.where(counts[..., None], x, 0.0).sum(axis=(0, 1))
-
-    def class_mean(x):  # [T, C] -> [T], mean over each type's own classes
-        return jnp.where(cmask, x, 0.0).sum(-1) / cmask.sum(-1)
+    def pos_sum(x):  # [B, S, T(, C)] -> [T(, C)], summed over the positions that count
+        m = counts if x.ndim == 3 else counts[..., None]
+        return jnp.where(m, x, 0.0).sum(axis=(0, 1))
 
     nll = -(onehot * logp).sum(-1)  # [B, S, T]
     p_y = jnp.exp(-nll)
-    tp, sum_p, sum_y = pos_sum(p * onehot), pos_sum(p), pos_sum(onehot)  # [T, C]
-    fp, fn = sum_p - tp, sum_y - tp
+    tp = pos_sum(p * onehot)
     # IRM: d CE(s * z) / ds at s = 1 is, per position, sum_c p_c z_c - z_y.
     z_safe = jnp.where(cmask, z, 0.0)
     irm_grad = (p * z_safe).sum(-1) - (onehot * z_safe).sum(-1)  # [B, S, T]
     flat_mask = counts.reshape(-1)
-    rank = jnp.cumsum(flat_mask) - 1  # order of the counting positions, batch-major
+    rank = jnp.cumsum(flat_mask) - 1 + rank_offset  # order of the counting positions, batch-major
     even = (flat_mask & (rank % 2 == 0)).reshape(counts.shape)
     odd = (flat_mask & (rank % 2 == 1)).reshape(counts.shape)
-    g = [jnp.where(part, irm_grad, 0.0).sum((0, 1)) / jnp.maximum(part.sum(), 1) for part in (even, odd)]
     return {
-        "ce": pos_mean(nll),
-        "focal": pos_mean((1.0 - p_y) ** gamma * nll),
-        "dice": 1.0 - class_mean((2.0 * tp + smooth) / (sum_p + sum_y + smooth)),
-        "tversky": 1.0 - class_mean((tp + smooth) / (tp + alpha * fp + (1.0 - alpha) * fn + smooth)),
-        "irm": g[0] * g[1],
+        "n": counts.sum().astype(jnp.float32),
+        "nll": pos_sum(nll),
+        "focal": pos_sum((1.0 - p_y) ** gamma * nll),
+        "tp": tp,
+        "sum_p": pos_sum(p),
+        "sum_y": pos_sum(onehot),
+        "irm_even": jnp.where(even, irm_grad, 0.0).sum((0, 1)),
+        "irm_odd": jnp.where(odd, irm_grad, 0.0).sum((0, 1)),
+        "n_even": even.sum().astype(jnp.float32),
+        "n_odd": odd.sum().astype(jnp.float32),
     }
 
 
-def head_losses(logits, labels, label_mask, class_mask, config: LossConfig) -> jax.Array:
+def terms_from_statistics(stats: Mapping[str, jax.Array], class_mask: jax.Array | None = None, *,
+                          alpha: float = 0.5, smooth: float = 1e-6) -> dict[str, jax.Array]:
+    """Every term for every head ({term: [T]}) from (summed) `batch_statistics`."""
+    tp, sum_p, sum_y = stats["tp"], stats["sum_p"], stats["sum_y"]  # [T, C]
+    cmask = jnp.ones(tp.shape, bool) if class_mask is None else jnp.asarray(class_mask, bool)
+    n = jnp.maximum(stats["n"], 1.0)
+    fp, fn = sum_p - tp, sum_y - tp
+
+    def class_mean(x):  # [T, C] -> [T], mean over each type's own classes
+        return jnp.where(cmask, x, 0.0).sum(-1) / cmask.sum(-1)
+
+    return {
+        "ce": stats["nll"] / n,
+        "focal": stats["focal"] / n,
+        "dice": 1.0 - class_mean((2.0 * tp + smooth) / (sum_p + sum_y + smooth)),
+        "tversky": 1.0 - class_mean((tp + smooth) / (tp + alpha * fp + (1.0 - alpha) * fn + smooth)),
+        "irm": (stats["irm_even"] / jnp.maximum(stats["n_even"], 1.0))
+        * (stats["irm_odd"] / jnp.maximum(stats["n_odd"], 1.0)),
+    }
+
+
+def loss_terms(logits: jax.Array, labels: jax.Array, label_mask: jax.Array,
+               class_mask: jax.Array | None = None, *, gamma: float = 2.0, alpha: float = 0.5,
+               smooth: float = 1e-6) -> dict[str, jax.Array]:
+    """Every term for every head ({term: [T]}) of one whole batch (shapes as `batch_statistics`)."""
+    stats = batch_statistics(logits, labels, label_mask, class_mask, gamma=gamma)
+    return terms_from_statistics(stats, class_mask, alpha=alpha, smooth=smooth)
+
+
+def weighted_terms(terms: Mapping[str, jax.Array], config: LossConfig) -> jax.Array:
     """[T] per-head loss: the weighted sum of the configured terms."""
-    terms = loss_terms(logits, labels, label_mask, class_mask, gamma=config.gamma, alpha=config.alpha,
-                       smooth=config.smooth)
     return sum(w * terms[name] for name, w in config.term_weights().items())
+
+
+def head_losses(logits, labels, label_mask, class_mask, config: LossConfig) -> jax.Array:
+    """[T] per-head loss of one whole batch."""
+    return weighted_terms(loss_terms(logits, labels, label_mask, class_mask, gamma=config.gamma,
+                                     alpha=config.alpha, smooth=config.smooth), config)
+
+
+def loss_from_statistics(stats: Mapping[str, jax.Array], class_mask, config: LossConfig):
+    """The scalar training loss and the per-head losses `[T]` from (summed) batch statistics."""
+    terms = terms_from_statistics(stats, class_mask, alpha=config.alpha, smooth=config.smooth)
+    per_head = weighted_terms(terms, config)
+    return multitask_total(per_head, config.var_penalty, config.head_reduction), per_head
 
 
 def multitask_total(per_head: jax.Array, var_penalty: float = 5.0, reduction: str = "sum") -> jax.Array:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from arner_jax.losses import LossConfig, head_losses, loss_terms, multitask_total, total_loss
+from tests.torch_reference import torch_total
 
 L3 = math.log(3.0)
 S = 1e-6
@@ -59,39 +60,6 @@ def test_unified_weights_and_variance_penalty():
     assert float(total) == pytest.approx(L.sum() + 5.0 * ((L - L.mean()) ** 2).mean(), rel=1e-6)
     assert float(multitask_total(per_head, 0.0, "mean")) == pytest.approx(L.mean(), rel=1e-6)
     assert float(multitask_total(jnp.asarray([1.0, 3.0]), 5.0)) == pytest.approx(4.0 + 5.0 * 1.0)
-
-
-# ----------------------------------------------------------------------------- PyTorch transcription
-def torch_terms(z, y, gamma=2.0, alpha=0.5, s=1e-6):
-    """SPEC 4 written directly in PyTorch for one head: z [N, C], y [N]. IRM by autograd."""
-    p = z.softmax(-1)
-    Y = torch.nn.functional.one_hot(y, z.shape[-1]).to(z.dtype)
-    logp_y = z.log_softmax(-1).gather(1, y[:, None])[:, 0]
-    p_y = logp_y.exp()
-    tp, sp, sy = (p * Y).sum(0), p.sum(0), Y.sum(0)
-    out = {
-        "ce": (-logp_y).mean(),
-        "focal": ((1 - p_y) ** gamma * -logp_y).mean(),
-        "dice": 1 - ((2 * tp + s) / (sp + sy + s)).mean(),
-        "tversky": 1 - ((tp + s) / (tp + alpha * (sp - tp) + (1 - alpha) * (sy - tp) + s)).mean(),
-    }
-    grads = []
-    for part in (slice(0, None, 2), slice(1, None, 2)):
-        scale = torch.tensor(1.0, dtype=z.dtype, requires_grad=True)
-        loss = torch.nn.functional.cross_entropy(z[part] * scale, y[part])
-        grads.append(torch.autograd.grad(loss, scale, create_graph=True)[0])
-    out["irm"] = grads[0] * grads[1]
-    return out
-
-
-def torch_total(logits, labels, weights, lam):
-    B, S_, T, C = logits.shape
-    per_head = []
-    for t in range(T):
-        terms = torch_terms(logits[:, :, t].reshape(-1, C), labels[:, :, t].reshape(-1))
-        per_head.append(sum(w * terms[k] for k, w in weights.items()))
-    L = torch.stack(per_head)
-    return L.sum() + lam * ((L - L.mean()) ** 2).mean(), L
 
 
 @pytest.mark.parametrize("name", ["ce", "focal", "dice", "tversky", "unified"])

@@ -40,7 +40,7 @@ def collate(windows: Sequence[Window], indices: Sequence[int], batch_size: int, 
     reference_labels: the Wojood reference's training: every position of a real row ([CLS],
     [SEP], non-first subwords, padding) is trained with label O, and no attention mask is used.
     """
-    K = windows[indices[0]].labels.shape[1] if len(indices) else 1
+    K = windows[0].labels.shape[1] if len(windows) else 1  # also for a process given no row
     ids = np.full((batch_size, length), pad_id, np.int32)
     attn = np.zeros((batch_size, length), np.int32)
     labels = np.zeros((batch_size, length, K), np.int32)

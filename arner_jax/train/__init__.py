@@ -1,0 +1,1 @@
+"""Training: optimizer, data-parallel steps, checkpoints, the loop, the experiments' CLI."""

@@ -1,0 +1,58 @@
+"""The optimizer of the shared-task system (SPEC 5), built from optax parts.
+
+Owns: AdamW with weight decay on weight matrices and embeddings only (biases and LayerNorm
+scales get none, as the reference's parameter groups), the learning-rate schedule (optional
+linear warmup, then linear decay to 0 over all updates), global-norm clipping, and gradient
+accumulation (optax.MultiSteps: the mean of k micro-batch gradients, then one update; clipping
+applies to that mean, as Hugging Face's Trainer does).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import optax
+
+# Leaf names that get weight decay: Dense kernels, embedding tables and the fused head kernel.
+# Everything else (Dense/LayerNorm biases, LayerNorm scales, head biases) gets none.
+DECAYED_LEAVES = ("kernel", "embedding", "head_kernel")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-5
+    weight_decay: float = 0.001
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    warmup_ratio: float = 0.0  # fraction of all updates spent warming up linearly from 0
+    clip_norm: float = 1.0  # 0 or less: no clipping
+    grad_accum: int = 1  # micro-batches per update
+
+
+def decay_mask(params) -> dict:
+    """True where weight decay applies (by leaf name; see DECAYED_LEAVES)."""
+    def decays(path, _):
+        return getattr(path[-1], "key", None) in DECAYED_LEAVES
+    return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def lr_schedule(config: OptimConfig, total_updates: int) -> optax.Schedule:
+    """Linear warmup (if any) to `lr`, then linear decay to 0 at `total_updates`."""
+    total = max(int(total_updates), 1)
+    warmup = int(round(config.warmup_ratio * total))
+    decay = optax.linear_schedule(config.lr, 0.0, max(total - warmup, 1))
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, config.lr, warmup), decay], [warmup])
+
+
+def make_optimizer(config: OptimConfig, total_updates: int) -> optax.GradientTransformation:
+    """Clipping then AdamW (masked decay) on the schedule, wrapped for gradient accumulation."""
+    parts = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
+    parts.append(optax.adamw(lr_schedule(config, total_updates), b1=config.b1, b2=config.b2, eps=config.eps,
+                             weight_decay=config.weight_decay, mask=decay_mask))
+    tx = optax.chain(*parts)
+    if config.grad_accum > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=config.grad_accum).gradient_transformation()
+    return tx

@@ -1,0 +1,212 @@
+"""Train and eval steps, and the two data-parallel wrappers that run them on all devices.
+
+Owns: the per-device step bodies (pure; one per shard of the global batch) and how they are
+spread over devices:
+  PmapParallel      `jax.pmap` over the local devices (the default, as the design card asks);
+  ShardMapParallel  `jax.jit` of `jax.shard_map` over a one-axis mesh of all devices.
+Both run the same bodies with the same collectives, so they compute the same numbers.
+
+The loss of a batch is not a mean of per-shard losses (Dice, Tversky, IRM and the variance
+penalty are not linear in the batch), so a step does not average per-device losses: each device
+computes additive loss statistics of its shard, they are summed over devices (`psum`), the
+loss and its gradient with respect to the statistics are computed once from the sums, and each
+device pulls that gradient back through its own shard (a VJP), whose parameter gradients are
+summed. The result is the single-device loss and gradient of the whole global batch, for any
+device count (tests/test_parallel.py checks 1, 2 and 4 devices).
+
+Dropout keys are derived from (seed key, step, device index): different per device and per
+step, and the same after a resume. Multi-host: the axis spans every device of every process;
+each process feeds the rows of the global batch that belong to its devices.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Sequence
+
+import flax.jax_utils
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax.training.train_state import TrainState
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from arner_jax.losses import LossConfig, batch_statistics, loss_from_statistics
+from arner_jax.tagger import decode
+
+AXIS = "data"
+BATCH_KEYS = ("input_ids", "attention_mask", "labels", "label_mask")  # what the device needs
+
+
+@dataclasses.dataclass(frozen=True)
+class StepBodies:
+    """The per-device bodies of the train and eval steps of one tagger."""
+
+    apply_fn: Callable  # model.apply
+    kind: str  # nested | flat | mtn (decoding rule)
+    class_mask: np.ndarray  # [T, C]
+    loss: LossConfig
+    learning_rate: Callable | None = None  # step -> learning rate, reported in the metrics
+
+    def _stats(self, params, batch, rngs, deterministic, rank_offset):
+        logits = self.apply_fn({"params": params}, batch["input_ids"], batch["attention_mask"],
+                               deterministic=deterministic, rngs=rngs)
+        stats = batch_statistics(logits, batch["labels"], batch["label_mask"], self.class_mask,
+                                 gamma=self.loss.gamma, rank_offset=rank_offset)
+        return stats, logits
+
+    def _global_loss(self, stats):
+        return loss_from_statistics(stats, self.class_mask, self.loss)
+
+    def train(self, state: TrainState, batch: dict, key: jax.Array):
+        """One optimizer (micro-)step on this device's shard; returns the new state and metrics."""
+        index = jax.lax.axis_index(AXIS)
+        rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(key, state.step), index)}
+        offset = _rank_offset(batch["label_mask"], index)
+        stats, pull_back, _ = jax.vjp(lambda p: self._stats(p, batch, rngs, False, offset), state.params,
+                                      has_aux=True)
+        stats = jax.lax.psum(stats, AXIS)
+        (loss, per_head), d_stats = jax.value_and_grad(self._global_loss, has_aux=True)(stats)
+        grads = jax.lax.psum(pull_back(d_stats)[0], AXIS)
+        metrics = {"loss": loss, "head_losses": per_head, "grad_norm": optax.tree.norm(grads),
+                   "positions": stats["n"]}
+        if self.learning_rate is not None:
+            metrics["lr"] = self.learning_rate(state.step)
+        return state.apply_gradients(grads=grads), metrics
+
+    def eval(self, params, batch: dict):
+        """Predicted class ids `[b, L, T]` of this shard, and the loss of the whole batch."""
+        index = jax.lax.axis_index(AXIS)
+        stats, logits = self._stats(params, batch, None, True, _rank_offset(batch["label_mask"], index))
+        loss, _ = self._global_loss(jax.lax.psum(stats, AXIS))
+        return decode(self.kind, logits, jnp.asarray(self.class_mask)).astype(jnp.int32), loss
+
+
+def _rank_offset(label_mask, index):
+    """Counting positions on the devices before this one (keeps the IRM even/odd split global)."""
+    counts = jax.lax.all_gather((label_mask > 0).sum(), AXIS)
+    return jnp.where(jnp.arange(counts.shape[0]) < index, counts, 0).sum()
+
+
+def _device_batch(batch: dict) -> dict:
+    return {k: batch[k] for k in BATCH_KEYS}
+
+
+class DataParallel:
+    """Common part of the wrappers: devices, the split of the global batch, host transfers."""
+
+    name = ""
+
+    def __init__(self, bodies: StepBodies, devices: Sequence[Any] | None = None):
+        self.bodies = bodies
+        self.devices = list(devices) if devices is not None else jax.local_devices()
+        self.num_processes = jax.process_count()
+        self.num_devices = len(self.devices) * self.num_processes  # global
+
+    def check_batch_size(self, batch_size: int, what: str = "--batch_size") -> None:
+        if batch_size % self.num_devices:
+            raise ValueError(
+                f"{what} {batch_size} cannot be split evenly over {self.num_devices} devices "
+                f"({self.num_processes} process(es) x {len(self.devices)}); use a multiple of {self.num_devices}.")
+
+    def local_rows(self, batch_size: int) -> slice:
+        """The rows of a global batch this process feeds."""
+        per_process = batch_size // self.num_processes
+        start = jax.process_index() * per_process
+        return slice(start, start + per_process)
+
+
+class PmapParallel(DataParallel):
+    """`jax.pmap` over the local devices: state replicated, the local batch split on a leading axis."""
+
+    name = "pmap"
+
+    def __init__(self, bodies: StepBodies, devices=None):
+        super().__init__(bodies, devices)
+        # Metrics and losses are identical on every device: returned once (out_axes None).
+        self._train = jax.pmap(bodies.train, axis_name=AXIS, in_axes=(0, 0, None), out_axes=(0, None),
+                               donate_argnums=(0,), devices=self.devices)
+        self._eval = jax.pmap(bodies.eval, axis_name=AXIS, in_axes=(0, 0), out_axes=(0, None),
+                              devices=self.devices)
+
+    def put_state(self, state):
+        # Laid out as pmap lays out its outputs (mesh axis AXIS), so the step compiles once.
+        return flax.jax_utils.replicate(jax.device_get(state), self.devices, axis_name=AXIS)
+
+    def get_state(self, state):
+        # The first device's copy, without an indexing op (flax's unreplicate mishandles a
+        # one-device subset of several local devices).
+        return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], state)
+
+    def put_params(self, params):
+        return flax.jax_utils.replicate(jax.device_get(params), self.devices, axis_name=AXIS)
+
+    def _split(self, batch: dict) -> dict:
+        d = len(self.devices)
+        return {k: v.reshape((d, v.shape[0] // d) + v.shape[1:]) for k, v in _device_batch(batch).items()}
+
+    def train_step(self, state, batch: dict, key):
+        return self._train(state, self._split(batch), key)
+
+    def eval_step(self, params, batch: dict):
+        pred, loss = self._eval(params, self._split(batch))
+        pred = np.asarray(pred)
+        return _gather_rows(pred.reshape((-1,) + pred.shape[2:])), loss
+
+
+class ShardMapParallel(DataParallel):
+    """`jax.jit` of `jax.shard_map` over a one-axis mesh of all (global) devices."""
+
+    name = "shard_map"
+
+    def __init__(self, bodies: StepBodies, devices=None):
+        super().__init__(bodies, devices)
+        mesh_devices = jax.devices() if self.num_processes > 1 else self.devices
+        self.mesh = Mesh(np.array(mesh_devices), (AXIS,))
+        self._replicated = NamedSharding(self.mesh, P())
+        self._rows = NamedSharding(self.mesh, P(AXIS))
+        # check_vma=False: the bodies place their own collectives (psum of statistics and of
+        # gradients), exactly as under pmap; outputs are replicated by construction.
+        shard = functools.partial(jax.shard_map, mesh=self.mesh, check_vma=False)
+        self._train = jax.jit(shard(bodies.train, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P())),
+                              donate_argnums=(0,))
+        self._eval = jax.jit(shard(bodies.eval, in_specs=(P(), P(AXIS)), out_specs=(P(AXIS), P())))
+
+    def put_state(self, state):
+        # From host copies: the step donates the state, which must not free the caller's arrays.
+        return jax.device_put(jax.device_get(state), self._replicated)
+
+    def get_state(self, state):
+        return jax.device_get(state)
+
+    def put_params(self, params):
+        return jax.device_put(params, self._replicated)
+
+    def _put_batch(self, batch: dict) -> dict:
+        return {k: jax.make_array_from_process_local_data(self._rows, v) for k, v in _device_batch(batch).items()}
+
+    def train_step(self, state, batch: dict, key):
+        return self._train(state, self._put_batch(batch), jax.device_put(key, self._replicated))
+
+    def eval_step(self, params, batch: dict):
+        pred, loss = self._eval(params, self._put_batch(batch))
+        return _gather_rows(pred), loss
+
+
+def _gather_rows(x) -> np.ndarray:
+    """All rows of a batch output on this host (across processes when there are several)."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+WRAPPERS = {"pmap": PmapParallel, "shard_map": ShardMapParallel}
+
+
+def make_parallel(name: str, bodies: StepBodies, devices=None) -> DataParallel:
+    if name not in WRAPPERS:
+        raise ValueError(f"--parallel must be one of {sorted(WRAPPERS)}, got {name!r}")
+    return WRAPPERS[name](bodies, devices)
