@@ -6,13 +6,16 @@ Owns: two `orbax.checkpoint.CheckpointManager`s under `<run>/checkpoints/`:
   best/<step>/    the kept model's parameters and its validation metrics; kept: 1.
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a run
 killed while saving leaves the previous checkpoint intact and the partial one is ignored.
-Saves are asynchronous (training goes on while the files are written); `close` waits.
+Saves are asynchronous (training goes on while the files are written, from copies taken at the
+call); `close` waits.
 All processes call these methods (Orbax synchronises them); the primary process writes.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import copy
 
 import jax
 import numpy as np
@@ -36,12 +39,14 @@ class RunCheckpoints:
 
     # ------------------------------------------------------------------ saving
     def save_latest(self, step: int, state: Any, meta: dict) -> None:
+        # A resume point must never refer to a kept model that is not on disk yet.
+        self.best.wait_until_finished()
         self.latest.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_host(state)),
-                                                        meta=ocp.args.JsonSave(meta)))
+                                                        meta=ocp.args.JsonSave(copy.deepcopy(meta))))
 
     def save_best(self, step: int, params: Any, meta: dict) -> None:
         self.best.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_host(params)),
-                                                      meta=ocp.args.JsonSave(meta)))
+                                                      meta=ocp.args.JsonSave(copy.deepcopy(meta))))
 
     # ------------------------------------------------------------------ loading
     def latest_step(self) -> int | None:

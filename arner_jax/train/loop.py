@@ -180,7 +180,8 @@ class Trainer:
                                 "val_precision": val.metrics["precision"], "val_recall": val.metrics["recall"],
                                 "val_f1": val.metrics["f1"], "improved": improved})
         meta["timing"].append({"epoch": epoch + 1, "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
-                               "tokens_per_second": tok_s, "compilations": compiles.count})
+                               "tokens_per_second": tok_s, "compilations": compiles.count,
+                               "compilation_cache_hits": compiles.cache_hits})
         log.info("epoch %d: train loss %.5f, val loss %.5f, val F1 %.4f (P %.4f R %.4f)%s; %.1f s train, "
                  "%.1f s eval, %d compilations", epoch + 1, train_loss, val.loss, val.metrics["f1"],
                  val.metrics["precision"], val.metrics["recall"], " *" if improved else "", t1 - t0, t2 - t1,

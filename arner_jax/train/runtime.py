@@ -97,23 +97,36 @@ def setup_logging(run_dir: Path, filename: str) -> None:
 
 
 class CompileCounter:
-    """Counts XLA backend compilations while active (a persistent-cache hit is not one)."""
+    """Counts XLA compilations while active; programs loaded from the persistent cache are
+    counted apart (`cache_hits`), since JAX times a cache load as a backend compile."""
 
-    EVENT = "/jax/core/compile/backend_compile_duration"
+    COMPILE = "/jax/core/compile/backend_compile_duration"
+    CACHE_HIT = "/jax/compilation_cache/cache_hits"
 
     def __init__(self):
-        self.count = 0
+        self.requests = 0
+        self.cache_hits = 0
 
-    def _listener(self, event: str, duration: float, **_kwargs) -> None:
-        if event == self.EVENT:
-            self.count += 1
+    @property
+    def count(self) -> int:
+        return self.requests - self.cache_hits
+
+    def _on_duration(self, event: str, duration: float, **_kwargs) -> None:
+        if event == self.COMPILE:
+            self.requests += 1
+
+    def _on_event(self, event: str, **_kwargs) -> None:
+        if event == self.CACHE_HIT:
+            self.cache_hits += 1
 
     def __enter__(self) -> "CompileCounter":
-        jax.monitoring.register_event_duration_secs_listener(self._listener)
+        jax.monitoring.register_event_duration_secs_listener(self._on_duration)
+        jax.monitoring.register_event_listener(self._on_event)
         return self
 
     def __exit__(self, *exc) -> None:
-        jax.monitoring.unregister_event_duration_listener(self._listener)
+        jax.monitoring.unregister_event_duration_listener(self._on_duration)
+        jax.monitoring.unregister_event_listener(self._on_event)
 
 
 def barrier(name: str) -> None:
