@@ -154,3 +154,18 @@ def test_flat_kinds_train_and_score_flat(corpus, tiny_model, tmp_path, kind):
     assert all(len(line.split("\t")) == 3 for line in lines[1:] if line)
     assert all("|" not in line.split("\t")[2] for line in lines[1:] if line)  # one predicted tag per word
     assert np.isfinite(metrics["val"]["loss"])
+
+
+def test_bfloat16_shard_map_accumulation_and_warmup(corpus, tiny_model, tmp_path):
+    """The other switches together: bfloat16 compute, the shard_map wrapper, accumulation, warmup, F1 selection."""
+    out = tmp_path / "bf16"
+    metrics = cli.main(run_args(corpus, tiny_model, out, "--max_epochs", "2", "--no_compilation_cache",
+                                "--dtype", "bfloat16", "--parallel", "shard_map", "--grad_accum", "2",
+                                "--warmup_ratio", "0.1", "--select_by", "f1"))
+    assert metrics["timing"]["parallel"] == "shard_map" and metrics["select_by"] == "f1"
+    assert all(np.isfinite(h["train_loss"]) for h in metrics["history"])
+    assert metrics["history"][-1]["train_loss"] < metrics["history"][0]["train_loss"]
+    saved = json.loads((out / "config.json").read_text())["run"]
+    assert (saved["dtype"], saved["grad_accum"], saved["warmup_ratio"]) == ("bfloat16", 2, 0.1)
+    best = max(metrics["history"], key=lambda h: h["val_f1"])
+    assert metrics["best_epoch"] == best["epoch"]

@@ -23,7 +23,9 @@ import orbax.checkpoint as ocp
 
 
 def _manager(folder: Path) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=True)
+    # cleanup_tmp_directories: a save cut short by a kill leaves a temporary folder; drop it.
+    options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, enable_async_checkpointing=True,
+                                           cleanup_tmp_directories=True)
     return ocp.CheckpointManager(folder.absolute(), options=options, item_names=("state", "meta"))
 
 

@@ -53,12 +53,10 @@ def _parser(default_kind: str, kinds: Sequence[str], description: str) -> argpar
         elif isinstance(value, tuple):
             p.add_argument(f"--{name}", type=int, nargs=len(value), **kwargs)
         else:
-            kind = {int: int, float: float}.get(type(value), str)
-            if name in ("lr",):
-                kind = float
-            if name in ("eval_batch_size",):
-                kind = int
-            p.add_argument(f"--{name}", type=kind, **kwargs)
+            # None defaults: the type comes from the field's annotation ("float | None", ...)
+            typ = type(value) if value is not None else {"float": float, "int": int}.get(
+                str(field.type).split(" |")[0], str)
+            p.add_argument(f"--{name}", type=typ, **kwargs)
     return p
 
 
@@ -79,11 +77,15 @@ def main(argv: Sequence[str] | None = None, *, default_kind: str = "nested", kin
     except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         sys.exit(f"error: {err}")
     runtime.barrier("run folder ready")
-    if args.resume:
-        config = RunConfig.from_dict(read_run_config(run_dir)["run"])
-    else:
-        config = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
+    given = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
+    config = RunConfig.from_dict(read_run_config(run_dir)["run"]) if args.resume else given
     runtime.setup_logging(run_dir, "train.log")
+    if args.resume:  # a resumed run is the saved run: its schedule and data must not change
+        default = RunConfig(kind=default_kind)
+        ignored = [f.name for f in dataclasses.fields(RunConfig)
+                   if getattr(given, f.name) != getattr(default, f.name) and getattr(given, f.name) != getattr(config, f.name)]
+        if ignored:
+            log.warning("--resume continues with the run's saved settings; ignoring --%s", " --".join(ignored))
     log.info("run folder %s (%s)", run_dir.resolve(), "resumed" if args.resume else "new")
     log.info("settings: %s", json.dumps(dataclasses.asdict(config), ensure_ascii=False))
 
