@@ -27,7 +27,7 @@ def label_layout(kind: str) -> str:
     """How gold labels are laid out for a model kind (see data.align)."""
     if kind not in KINDS:
         raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
-    return "flat" if kind == "flat" else "per_type"
+    return {"nested": "per_type", "mtn": "flat_per_type", "flat": "flat"}[kind]
 
 
 def head_shape(kind: str, vocab: LabelVocab) -> tuple[int, int]:

@@ -108,3 +108,18 @@ def test_reference_labels_train_every_position_without_attention_mask(sample):
     assert ref["label_mask"][:3].all() and not ref["label_mask"][3].any()
     assert ref["attention_mask"][:3].all()
     np.testing.assert_array_equal(ours["labels"], ref["labels"])
+
+
+def test_label_layouts_of_a_nested_word():
+    from arner_jax.data.align import word_labels
+    from arner_jax.tagger import label_layout
+
+    corpus = parse_wojood("سكرتير B-OCC\nبلدية I-OCC B-ORG\nنابلس I-OCC I-ORG B-GPE\nأمس O\n\n")
+    vocab = LabelVocab.from_corpus(corpus)  # types GPE, OCC, ORG
+    s = corpus.sentences[0]
+    nested = word_labels(s, vocab, label_layout("nested"))
+    mtn = word_labels(s, vocab, label_layout("mtn"))  # per-type heads, outermost tag only
+    flat = word_labels(s, vocab, label_layout("flat"))
+    np.testing.assert_array_equal(nested, [[0, 1, 0], [0, 2, 1], [1, 2, 2], [0, 0, 0]])
+    np.testing.assert_array_equal(mtn, [[0, 1, 0], [0, 2, 0], [0, 2, 0], [0, 0, 0]])
+    assert [vocab.flat_tags[i] for i in flat[:, 0]] == ["B-OCC", "I-OCC", "I-OCC", "O"]

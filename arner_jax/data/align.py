@@ -16,7 +16,9 @@ import numpy as np
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import Sentence
 
-LAYOUTS = ("per_type", "flat")  # per_type: [n, T] class ids (nested, MTN); flat: [n, 1] flat tag id
+# per_type: [n, T] class ids of every tag (nested); flat_per_type: [n, T] class ids of the outermost
+# tag only (MTN: per-type heads trained on flat data); flat: [n, 1] flat tag id (the flat head)
+LAYOUTS = ("per_type", "flat_per_type", "flat")
 
 
 @dataclasses.dataclass
@@ -44,11 +46,11 @@ class AlignStats:
 
 def word_labels(sentence: Sentence, vocab: LabelVocab, layout: str) -> np.ndarray:
     """[n_words, K] gold class ids of a sentence in the given layout."""
-    if layout == "per_type":
+    if layout in ("per_type", "flat_per_type"):
         out = np.zeros((len(sentence), vocab.num_types), np.int32)
         index = {t: i for i, t in enumerate(vocab.types)}
         for w, tags in enumerate(sentence.tags):
-            for tag in tags:
+            for tag in (tags if layout == "per_type" else tags[:1]):
                 if tag != "O":
                     out[w, index[tag[2:]]] = vocab.type_class_id(tag)
         return out
