@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from arner_jax.data.entities import entity_tags, ids_to_tags  # noqa: F401  (re-exported)
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.encoders import Encoder, EncoderConfig
 
@@ -78,16 +79,3 @@ def decode(kind: str, logits: jax.Array, mask: jax.Array) -> jax.Array:
     winner = jnp.argmax(candidate, axis=-1)  # [...]
     keep = (jnp.arange(best.shape[-1]) == winner[..., None]) & (best > 0)
     return jnp.where(keep, best, 0)
-
-
-def ids_to_tags(kind: str, vocab: LabelVocab, word_ids: np.ndarray) -> list[list[str]]:
-    """Per word, its predicted tags: nested/MTN one tag per type (in type order), flat one tag."""
-    if kind == "flat":
-        flat = vocab.flat_tags
-        return [[flat[int(i)]] for i in word_ids[:, 0]]
-    return [[vocab.type_tag(t, int(c)) for t, c in enumerate(row)] for row in word_ids]
-
-
-def entity_tags(tags_per_word: Sequence[Sequence[str]]) -> list[list[str]]:
-    """Per-type tag lists reduced to Wojood's word tags: the non-O tags, or ["O"]."""
-    return [[t for t in tags if t != "O"] or ["O"] for tags in tags_per_word]

@@ -1,7 +1,11 @@
-"""`python -m arner_jax.convert verify --hf_model PATH_OR_ID`: checks our encoder against PyTorch.
+"""Checkpoint conversion and cross-framework checks: `python -m arner_jax.convert COMMAND`.
 
-Exit status: 0 when the largest difference is under the tolerance, 1 when it is not, 2 when the
-checkpoint cannot be used (the message says which file and why).
+  verify        our Flax encoder against transformers on a Hugging Face checkpoint
+  to-pytorch    a run folder's kept model as a PyTorch folder (`--verify` compares both frameworks)
+  from-pytorch  a Hugging Face token-classification checkpoint as a run folder of our flat tagger
+
+Exit status: 0 when the check passes, 1 when it does not, 2 when the input cannot be used (the
+message says which file and why).
 """
 from __future__ import annotations
 
@@ -20,7 +24,20 @@ def main(argv=None) -> int:
     verify.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="our compute dtype (bfloat16 needs a looser --tolerance, e.g. 5e-2)")
     verify.add_argument("--text", action="append", help="a sentence to run (repeatable); default: built-in Arabic")
+    export = sub.add_parser("to-pytorch", help="export a run folder's kept model to PyTorch")
+    export.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
+    export.add_argument("--output_path", required=True, help="folder to write")
+    export.add_argument("--verify", action="store_true", help="run both frameworks and compare logits and tags")
+    export.add_argument("--data_path", help="Wojood file for --verify (default: the run's test file)")
+    export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
+    imp = sub.add_parser("from-pytorch", help="a Hugging Face token-classification checkpoint as a flat run folder")
+    imp.add_argument("--hf_model", required=True, help="Hugging Face folder or hub id (IOB2 id2label)")
+    imp.add_argument("--output_path", required=True, help="run folder to write")
     args = parser.parse_args(argv)
+    if args.command == "to-pytorch":
+        return _to_pytorch(args)
+    if args.command == "from-pytorch":
+        return _from_pytorch(args)
 
     from arner_jax.convert.verify import SAMPLE_SENTENCES, verify_encoder
 
@@ -37,6 +54,44 @@ def main(argv=None) -> int:
     print(f"max |difference| of the last hidden state: {result.max_abs_diff:.3e} "
           f"({'OK' if ok else 'FAIL'}, tolerance {args.tolerance:g})")
     return 0 if ok else 1
+
+
+def _to_pytorch(args) -> int:
+    from pathlib import Path
+
+    from arner_jax.convert.pytorch import export_run, verify_export
+    from arner_jax.train.config import read_run_config
+
+    try:
+        out = export_run(args.model_path, args.output_path)
+        print(f"wrote {out}")
+        if not args.verify:
+            return 0
+        data = args.data_path or read_run_config(args.model_path).get("data", {}).get("test")
+        if not data or not Path(data).is_file():
+            print("error: --verify needs --data_path (the run's test file is not available)", file=sys.stderr)
+            return 2
+        check = verify_export(args.model_path, out, data)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    ok = check.max_logit_diff < args.tolerance and check.differing_tags == 0
+    print(f"{data}: {check.words} words; largest |logit difference| {check.max_logit_diff:.3e} "
+          f"(tolerance {args.tolerance:g}); words with different predicted tags: {check.differing_tags} "
+          f"-> {'OK' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def _from_pytorch(args) -> int:
+    from arner_jax.convert.pytorch import import_token_classifier
+
+    try:
+        out = import_token_classifier(args.hf_model, args.output_path)
+    except (CheckpointError, FileExistsError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote run folder {out}: use it with arner_jax.predict / arner_jax.evaluate")
+    return 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from arner_jax.data.batching import collate, eval_batches
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import Corpus
 from arner_jax.metrics import score_tags
-from arner_jax.tagger import entity_tags, ids_to_tags
+from arner_jax.data.entities import entity_tags, ids_to_tags
 
 
 @dataclasses.dataclass

@@ -1,0 +1,158 @@
+"""Run folders to PyTorch and back.
+
+Owns:
+  export_run      a run's kept model as a PyTorch folder. Flat single-head models become a Hugging
+                  Face `BertForTokenClassification` / `XLMRobertaForTokenClassification` folder
+                  (id2label, tokenizer, safetensors) that `pipeline("token-classification")`
+                  loads; nested and MTN models become the Hugging Face encoder folder plus the
+                  heads (`arner_heads.safetensors`, `arner_tagger.json`) for `arner_jax.torch_tagger`.
+  verify_export   both frameworks on a labelled file: largest logit difference, identical tags.
+  import_token_classifier   a Hugging Face token-classification checkpoint (IOB2 labels) as a run
+                  folder of our flat tagger, which predict/evaluate then use like any run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from arner_jax.data.vocab import LabelVocab
+from arner_jax.encoders import CheckpointError, EncoderConfig, hf_to_params, params_to_hf, read_state_dict
+from arner_jax.encoders.hf_weights import base_prefix, hf_config_dict, write_hf_folder
+
+TOKEN_CLASSIFIER = {"bert": "BertForTokenClassification", "xlm-roberta": "XLMRobertaForTokenClassification",
+                    "roberta": "RobertaForTokenClassification"}
+
+
+def _architecture(config: EncoderConfig) -> str:
+    return TOKEN_CLASSIFIER.get(config.model_type, TOKEN_CLASSIFIER[config.family])
+
+
+def export_run(model_path: str | Path, output_path: str | Path) -> Path:
+    """Write the run's kept model as a PyTorch folder; returns the folder."""
+    from safetensors.numpy import save_file
+
+    from arner_jax.torch_tagger import HEADS_FILE, META_FILE
+    from arner_jax.train.assemble import load_run
+
+    run = load_run(model_path)
+    out = Path(output_path)
+    params = {k: np.asarray(v) for k, v in run.params.items() if k != "encoder"}
+    if run.kind == "flat":
+        tags = run.vocab.flat_tags
+        state = params_to_hf(run.params["encoder"], run.encoder, prefix=base_prefix(run.encoder))
+        state["classifier.weight"] = params["head_kernel"][:, 0, :].T.copy()  # [C, H]
+        state["classifier.bias"] = params["head_bias"][0].copy()
+        config = hf_config_dict(run.encoder, _architecture(run.encoder),
+                                id2label={str(i): t for i, t in enumerate(tags)},
+                                label2id={t: i for i, t in enumerate(tags)})
+        write_hf_folder(out, state, config)
+    else:
+        from arner_jax.encoders import save_pretrained_encoder
+
+        save_pretrained_encoder(out, run.params["encoder"], run.encoder)
+        save_file({"kernel": params["head_kernel"], "bias": params["head_bias"]}, str(out / HEADS_FILE))
+        meta = {"kind": run.kind, "vocab": run.vocab.to_json(), "max_length": run.max_length,
+                "source_run": str(Path(model_path).resolve())}
+        (out / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    run.tokenizer.save_pretrained(str(out))
+    return out
+
+
+@dataclasses.dataclass
+class ExportCheck:
+    words: int
+    max_logit_diff: float
+    differing_tags: int  # words whose predicted tags differ
+
+
+def verify_export(model_path: str | Path, exported: str | Path, data_path: str | Path) -> ExportCheck:
+    """Run the JAX run folder and its PyTorch export on a Wojood file's words and compare."""
+    import torch
+
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.predict import NERTagger
+
+    sentences = [s.words for s in read_wojood(data_path).sentences]
+    ours = NERTagger.from_pretrained(model_path)
+    jax_out = ours.tag_words(sentences)
+    if ours.kind == "flat":
+        theirs = _hf_token_classifier_outputs(exported, sentences, ours)
+    else:
+        from arner_jax.torch_tagger import TorchTagger
+
+        with torch.no_grad():
+            theirs = TorchTagger.from_pretrained(exported).tag_words(sentences)
+    diff, differ, words = 0.0, 0, 0
+    for a, b in zip(jax_out, theirs):
+        words += len(a["ids"])
+        if len(a["ids"]):
+            diff = max(diff, float(np.abs(a["logits"] - b["logits"]).max()))
+            differ += int((a["ids"] != b["ids"]).any(axis=-1).sum())
+    return ExportCheck(words, diff, differ)
+
+
+def _hf_token_classifier_outputs(folder, sentences, ours):
+    """Logits and argmax of the exported Hugging Face model, on the same windows as ours."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    from arner_jax.data.align import encode_sentences, scatter_to_words
+    from arner_jax.data.wojood import Sentence
+
+    model = AutoModelForTokenClassification.from_pretrained(str(folder), attn_implementation="eager").eval()
+    sents = [Sentence(list(w), [["O"] for _ in w]) for w in sentences]
+    windows, _ = encode_sentences(sents, ours.tokenizer, ours.vocab, "flat", ours.run.max_length)
+    logits = []
+    with torch.no_grad():
+        for w in windows:
+            out = model(torch.tensor(w.input_ids[None], dtype=torch.long)).logits[0].numpy()  # [n, C]
+            logits.append(out[:, None, :])  # [n, 1, C]
+    per_word = scatter_to_words(windows, [len(s) for s in sents], logits)
+    return [{"logits": lg, "ids": lg.argmax(-1)} for lg in per_word]
+
+
+def import_token_classifier(hf_model: str | Path, output_path: str | Path) -> Path:
+    """A Hugging Face token-classification folder (IOB2 labels) as a run folder of our flat tagger."""
+    from transformers import AutoTokenizer
+
+    from arner_jax.encoders import resolve_model_dir
+    from arner_jax.train import config as files
+    from arner_jax.train.checkpoints import RunCheckpoints
+    from arner_jax.train.config import RunConfig, write_run_config
+
+    folder = resolve_model_dir(hf_model)
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    id2label = {int(k): v for k, v in (raw.get("id2label") or {}).items()}
+    tags = [id2label.get(i) for i in range(len(id2label))]
+    bad = [t for t in tags if t is None or not (t == "O" or (t[:2] in ("B-", "I-") and len(t) > 2))]
+    if not tags or bad:
+        raise CheckpointError(f"{folder / 'config.json'}: id2label must hold IOB2 tags (O, B-X, I-X); "
+                              f"found {bad[:5] or 'none'}. Set id2label in config.json to the tags the model predicts.")
+    types = sorted({t[2:] for t in tags if t != "O"})
+    vocab = LabelVocab(tuple(types), tuple(tuple(c for c in ("O", "B", "I") if c == "O" or f"{c}-{t}" in tags)
+                                           for t in types))
+    config = EncoderConfig.from_file(folder / "config.json")
+    state = read_state_dict(folder)
+    enc_params, config, _ = hf_to_params(state, config, source=str(folder))
+    weight, bias = state.get("classifier.weight"), state.get("classifier.bias")
+    if weight is None or bias is None or weight.shape[0] != len(tags):
+        raise CheckpointError(f"{folder}: no token-classification head 'classifier.weight' with {len(tags)} rows")
+    order = [tags.index(t) for t in vocab.flat_tags]  # our flat tag order -> their row
+    params = {"encoder": enc_params, "head_kernel": np.asarray(weight, np.float32)[order].T[:, None, :].copy(),
+              "head_bias": np.asarray(bias, np.float32)[order][None].copy()}
+    out = Path(output_path)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: the folder is not empty; choose another --output_path")
+    out.mkdir(parents=True, exist_ok=True)
+    AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(out / files.TOKENIZER))
+    vocab.save(out / files.VOCAB)
+    run_config = RunConfig(kind="flat", bert_model=str(folder), max_length=config.max_text_positions)
+    write_run_config(out, run_config, config.to_dict(), (1, len(vocab.flat_tags)),
+                     {"max_length": config.max_text_positions, "imported_from": str(folder)})
+    ckpt = RunCheckpoints(out)
+    ckpt.save_best(0, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None})
+    ckpt.close()
+    return out
