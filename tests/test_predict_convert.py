@@ -1,0 +1,200 @@
+"""Using trained runs: predict with character offsets, evaluate, export to PyTorch and import back."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from arner_jax.data.entities import entity_records, split_words, word_entities
+from arner_jax.data.synthetic import generate_sentences
+from arner_jax.data.vocab import LabelVocab
+from arner_jax.data.wojood import parse_wojood, read_wojood
+from arner_jax.train import cli
+from tests.conftest import REPO
+
+TRICKY = "قال  الرئيسُ، محمــد عبّاس: (بلدية نابلس)   2023!"
+
+
+def _train(tmp_path_factory, kind, epochs):
+    out = tmp_path_factory.mktemp(f"run_{kind}") / "run"
+    kinds = ("nested",) if kind == "nested" else ("flat", "mtn")
+    cli.main(["--output_path", str(out), "--kind", kind, "--max_epochs", str(epochs), "--synthetic_sizes", "800",
+              "80", "80", "--scratch_hidden_size", "64", "--lr", "2e-3", "--no_compilation_cache",
+              "--log_every", "100000"], default_kind=kind, kinds=kinds)
+    return out
+
+
+@pytest.fixture(scope="module")
+def nested_run(tmp_path_factory):
+    return _train(tmp_path_factory, "nested", 6)
+
+
+@pytest.fixture(scope="module")
+def flat_run(tmp_path_factory):
+    return _train(tmp_path_factory, "flat", 6)
+
+
+@pytest.fixture(scope="module")
+def nested_tagger(nested_run):
+    from arner_jax.predict import NERTagger
+
+    return NERTagger.from_pretrained(nested_run)
+
+
+# ----------------------------------------------------------------------------- offsets, handcrafted
+def test_words_and_offsets_of_tricky_text():
+    words, spans = split_words(TRICKY)
+    assert words == ["قال", "الرئيسُ", "،", "محمــد", "عبّاس", ":", "(", "بلدية", "نابلس", ")", "2023", "!"]
+    assert all(TRICKY[a:b] == w for w, (a, b) in zip(words, spans))
+
+
+def test_nested_records_from_handcrafted_predictions():
+    vocab = LabelVocab(("GPE", "ORG", "PERS"), (("O", "B", "I"),) * 3)
+    words, spans = split_words(TRICKY)
+    ids = np.zeros((len(words), 3), np.int32)
+    ids[3, 2], ids[4, 2] = 1, 2  # PERS: محمــد عبّاس
+    ids[7, 1], ids[8, 1] = 1, 2  # ORG: بلدية نابلس
+    ids[8, 0] = 1  # GPE inside it: نابلس
+    probs = np.full(ids.shape, 0.5, np.float32)
+    probs[8, 0] = 0.9
+    records = entity_records(word_entities("nested", vocab, ids, probs), words, spans, TRICKY)
+    assert [(r["label"], r["text"]) for r in records] == [("PERS", "محمــد عبّاس"), ("ORG", "بلدية نابلس"),
+                                                          ("GPE", "نابلس")]
+    assert all(TRICKY[r["start"]:r["end"]] == r["text"] for r in records)
+    assert records[2]["score"] == pytest.approx(0.9) and records[1]["score"] == pytest.approx(0.5)
+    by_words = entity_records(word_entities("nested", vocab, ids, probs), words)
+    assert [(r["start"], r["end"]) for r in by_words] == [(3, 5), (7, 9), (8, 9)]
+
+
+# ----------------------------------------------------------------------------- predict on a trained run
+def _tricky_texts():
+    texts = []
+    for i, s in enumerate(generate_sentences(40, seed=77)):
+        words = list(s.words)
+        if i % 3 == 0:  # tatweel and a diacritic inside words
+            words = [w[:1] + "ـ" + w[1:] if len(w) > 3 else w + "ُ" for w in words]
+        sep = "   " if i % 2 else " "
+        texts.append(sep.join(words) + ("،" if i % 4 == 0 else ""))
+    return texts
+
+
+def test_offsets_slice_the_raw_input(nested_tagger):
+    texts = _tricky_texts()
+    results = nested_tagger.predict(texts)
+    found = [r for rs in results for r in rs]
+    assert len(found) > 20, "the tiny run must predict entities for this test to mean anything"
+    for text, records in zip(texts, results):
+        for r in records:
+            assert text[r["start"]:r["end"]] == r["text"] and 0 <= r["score"] <= 1
+        assert [(r["start"], -r["end"]) for r in records] == sorted((r["start"], -r["end"]) for r in records)
+    assert any(a["start"] <= b["start"] and b["end"] <= a["end"] and a is not b
+               for rs in results for a in rs for b in rs), "nested entities are returned"
+
+
+def test_batched_equals_one_at_a_time_and_edge_inputs(nested_tagger):
+    texts = _tricky_texts()[:12]
+    batched = nested_tagger.predict(texts)
+    assert batched == [nested_tagger.predict(t) for t in texts]
+    assert nested_tagger.predict("") == [] and nested_tagger.predict(["", texts[0]])[0] == []
+    words = texts[1].split()
+    by_words = nested_tagger.predict(words, is_split_into_words=True)
+    assert all(" ".join(words[r["start"]:r["end"]]) == r["text"] for r in by_words)
+    assert [(r["label"], r["text"]) for r in by_words] == [(r["label"], " ".join(r["text"].split())) for r in batched[1]]
+
+
+def test_long_text_is_windowed_not_cut(nested_tagger):
+    sentences = generate_sentences(80, seed=5)
+    words = [w for s in sentences for w in s.words]  # far more subwords than max_length 512
+    assert len(words) > 600
+    tagged = nested_tagger.tag_words([words])[0]
+    assert tagged["ids"].shape[0] == len(words)
+    # words far beyond the first window are tagged (entities found there), not dropped or padded
+    assert (tagged["ids"][-150:] > 0).any()
+    records = nested_tagger.predict([" ".join(words)])[0]
+    assert max(r["end"] for r in records) > len(" ".join(words)) - 300
+
+
+def run_module(*args):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_predict_and_evaluate_command_lines(nested_run, tmp_path):
+    out = run_module("arner_jax.predict", "--model_path", str(nested_run), "--text", TRICKY)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert isinstance(json.loads(out.stdout.splitlines()[0]), list)
+    test_file = nested_run / "data" / "test.txt"
+    conll = tmp_path / "tagged.txt"
+    out = run_module("arner_jax.predict", "--model_path", str(nested_run), "--input", str(test_file),
+                     "--format", "conll", "--output", str(conll))
+    assert out.returncode == 0, out.stderr[-2000:]
+    tagged, gold = parse_wojood(conll.read_text()), read_wojood(test_file)
+    assert [s.words for s in tagged.sentences] == [s.words for s in gold.sentences]
+    out = run_module("arner_jax.evaluate", "--model_path", str(nested_run), "--data_paths", str(test_file),
+                     "--output_path", str(tmp_path / "eval"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    written = json.loads((tmp_path / "eval" / "test" / "metrics.json").read_text())
+    kept = json.loads((nested_run / "metrics.json").read_text())["test"]
+    assert written["f1"] == pytest.approx(kept["f1"]) and f"F1 {kept['f1']:.4f}" in out.stdout
+    assert (tmp_path / "eval" / "test" / "predictions.txt").read_text() == \
+        (nested_run / "predictions_test.txt").read_text()
+    bad = run_module("arner_jax.predict", "--model_path", str(tmp_path), "--text", "x")
+    assert bad.returncode != 0 and "not a run folder" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- conversion
+def test_nested_export_matches_and_imports_without_jax(nested_run, tmp_path):
+    from arner_jax.convert.pytorch import export_run, verify_export
+
+    out = export_run(nested_run, tmp_path / "torch")
+    check = verify_export(nested_run, out, nested_run / "data" / "test.txt")
+    assert check.words > 500 and check.max_logit_diff < 1e-4 and check.differing_tags == 0
+    code = ("import sys; sys.modules['jax'] = None; sys.modules['flax'] = None\n"
+            "from arner_jax.torch_tagger import TorchTagger\n"
+            f"t = TorchTagger.from_pretrained({str(out)!r})\n"
+            "print(t.word_tags([['مجلس', 'الأمن', 'في', 'نابلس']])[0])\n"
+            "assert 'jax' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]")
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
+    from transformers import pipeline
+
+    from arner_jax.convert.pytorch import export_run, import_token_classifier, verify_export
+    from arner_jax.predict import NERTagger
+    from arner_jax.train.checkpoints import read_best_params
+
+    out = export_run(flat_run, tmp_path / "hf")
+    check = verify_export(flat_run, out, flat_run / "data" / "test.txt")
+    assert check.max_logit_diff < 1e-4 and check.differing_tags == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"] and config["id2label"]["0"] == "O"
+
+    ours = NERTagger.from_pretrained(flat_run)
+    ner = pipeline("token-classification", model=str(out), aggregation_strategy="first")
+    texts = [" ".join(s.words) for s in generate_sentences(30, seed=11)]
+    mine = [[(r["label"], r["start"], r["end"]) for r in rs] for rs in ours.predict(texts)]
+    theirs = [[(e["entity_group"], e["start"], e["end"]) for e in ner(t)] for t in texts]
+    assert sum(map(len, mine)) > 10 and mine == theirs
+
+    back = import_token_classifier(out, tmp_path / "imported")
+    a, _ = read_best_params(flat_run, ours.run.params)
+    b, _ = read_best_params(back, ours.run.params)
+    for x, y in zip(__import__("jax").tree.leaves(a), __import__("jax").tree.leaves(b)):
+        np.testing.assert_array_equal(x, y)
+    assert NERTagger.from_pretrained(back).predict(texts) == ours.predict(texts)
+
+
+def test_import_refuses_labels_that_are_not_iob2(flat_run, tmp_path):
+    from arner_jax.convert.pytorch import export_run, import_token_classifier
+    from arner_jax.encoders import CheckpointError
+
+    out = export_run(flat_run, tmp_path / "hf")
+    config = json.loads((out / "config.json").read_text())
+    config["id2label"] = {k: f"LABEL_{k}" for k in config["id2label"]}
+    (out / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="IOB2"):
+        import_token_classifier(out, tmp_path / "imported")
