@@ -70,8 +70,10 @@ class NERTagger:
         windows, _ = encode_sentences(chosen, self.tokenizer, self.vocab, label_layout(self.kind), self.run.max_length)
         outputs: dict[str, list] = {k: [None] * len(windows) for k in empty}
         pad_id = int(self.tokenizer.pad_token_id)
-        for length, indices in eval_batches(windows, self.batch_size, self.run.max_length):
-            batch = collate(windows, indices, self.batch_size, length, pad_id)
+        # Few inputs get fewer rows (a power of two, so shapes stay few): one text is not padded to 32.
+        rows = min(self.batch_size, 1 << (len(windows) - 1).bit_length())
+        for length, indices in eval_batches(windows, rows, self.run.max_length):
+            batch = collate(windows, indices, rows, length, pad_id)
             got = dict(zip(("ids", "probs", "logits"),
                            jax.device_get(self._step(self.params, batch["input_ids"], batch["attention_mask"]))))
             for row, i in enumerate(indices):
