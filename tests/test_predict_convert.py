@@ -97,7 +97,11 @@ def test_offsets_slice_the_raw_input(nested_tagger):
 def test_batched_equals_one_at_a_time_and_edge_inputs(nested_tagger):
     texts = _tricky_texts()[:12]
     batched = nested_tagger.predict(texts)
-    assert batched == [nested_tagger.predict(t) for t in texts]
+    single = [nested_tagger.predict(t) for t in texts]  # other batch shapes: scores equal to float precision
+    strip = lambda rs: [[{k: v for k, v in r.items() if k != "score"} for r in x] for x in rs]  # noqa: E731
+    assert strip(batched) == strip(single)
+    np.testing.assert_allclose([r["score"] for x in batched for r in x], [r["score"] for x in single for r in x],
+                               atol=1e-5)
     assert nested_tagger.predict("") == [] and nested_tagger.predict(["", texts[0]])[0] == []
     words = texts[1].split()
     by_words = nested_tagger.predict(words, is_split_into_words=True)
