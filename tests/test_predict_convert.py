@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -187,7 +188,7 @@ def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
     back = import_token_classifier(out, tmp_path / "imported")
     a, _ = read_best_params(flat_run, ours.run.params)
     b, _ = read_best_params(back, ours.run.params)
-    for x, y in zip(__import__("jax").tree.leaves(a), __import__("jax").tree.leaves(b)):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)
     assert NERTagger.from_pretrained(back).predict(texts) == ours.predict(texts)
 
