@@ -290,7 +290,10 @@ def main(argv=None):
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
     s = Setup(args.data, args.size)
-    report = {"size": args.size, "machine": machine(), "repeats": args.repeats}
+    # --out of an earlier run with the same size: its other figures are kept, these replaced
+    earlier = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
+    report = earlier if earlier.get("size") == args.size else {}
+    report.update({"size": args.size, "machine": machine(), "repeats": args.repeats})
     benches = {"train_step": lambda: bench_train_step(s, args.repeats, args.steps, args.torch_compile),
                "epoch": lambda: bench_epoch(s, args.repeats), "inference": lambda: bench_inference(s, args.repeats),
                "compile": lambda: bench_compile(s), "flops": lambda: bench_flops(s, args.repeats)}
