@@ -1,8 +1,8 @@
 """Token taggers on an encoder: the nested multi-task tagger, the flat tagger and MTN, and decoding.
 
 Owns: the fused classification heads (all T per-type classifiers as one `[H, T, C]` parameter
-and one einsum; the flat tagger is the same with T = 1) and turning logits into word tags for
-each model kind:
+and one einsum; the flat tagger is the same with T = 1), the label layout of each kind, and
+decoding logits into class ids (class ids to word tags: `arner_jax.data.entities`):
   nested: per-type heads, each type's argmax over its own classes (SPEC 1A);
   flat:   one head over the flat tags;
   mtn:    per-type heads trained on flat data; decoding keeps at most one non-O tag per word,
@@ -10,14 +10,13 @@ each model kind:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arner_jax.data.entities import entity_tags, ids_to_tags  # noqa: F401  (re-exported)
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.encoders import Encoder, EncoderConfig
 

@@ -10,7 +10,8 @@ from arner_jax.data.synthetic import generate_sentences, write_synthetic_corpus
 from arner_jax.data.wojood import Corpus, read_wojood
 from arner_jax.encoders import Encoder, small_bert_config, train_wordpiece_tokenizer
 from arner_jax.losses import LossConfig, total_loss
-from arner_jax.tagger import Tagger, class_mask, decode, entity_tags, head_shape, ids_to_tags, label_layout
+from arner_jax.data.entities import entity_tags, ids_to_tags
+from arner_jax.tagger import Tagger, class_mask, decode, head_shape, label_layout
 
 
 def test_fused_heads_equal_one_classifier_per_type():

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import jax
 import numpy as np
-import pytest
 import torch
 from flax.training.train_state import TrainState
 

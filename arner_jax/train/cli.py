@@ -13,7 +13,6 @@ import logging
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Sequence
 
 from arner_jax.train.config import CONFIG, METRICS, RunConfig, read_run_config

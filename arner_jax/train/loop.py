@@ -17,7 +17,6 @@ import math
 import time
 
 import jax
-import numpy as np
 from flax.training.train_state import TrainState
 from tqdm.auto import tqdm
 
