@@ -22,8 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arner_jax.data.align import encode_sentences, scatter_to_words
-from arner_jax.data.batching import collate, eval_batches
+from arner_jax.data.batching import per_word_outputs
 from arner_jax.data.entities import entity_records, entity_tags, ids_to_tags, split_words, word_entities
 from arner_jax.data.wojood import Sentence, WojoodFormatError, format_wojood, parse_wojood, read_text
 from arner_jax.tagger import class_mask, decode, head_shape, label_layout, masked_log_probs
@@ -58,32 +57,15 @@ class NERTagger:
     def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, np.ndarray]]:
         """Per sentence, per word: "ids" `[n, K]` predicted classes, "probs" `[n, K]` their
         probabilities, "logits" `[n, K, C]` (first subword of each word, from its window)."""
-        sents = [Sentence(list(words), [["O"] for _ in words]) for words in sentences]
-        nonempty = [i for i, s in enumerate(sents) if len(s)]
         K, C = head_shape(self.kind, self.vocab)
         empty = {"ids": np.zeros((0, K), np.int32), "probs": np.zeros((0, K), np.float32),
                  "logits": np.zeros((0, K, C), np.float32)}
-        results = [dict(empty) for _ in sents]
-        if not nonempty:
-            return results
-        chosen = [sents[i] for i in nonempty]
-        windows, _ = encode_sentences(chosen, self.tokenizer, self.vocab, label_layout(self.kind), self.run.max_length)
-        outputs: dict[str, list] = {k: [None] * len(windows) for k in empty}
-        pad_id = int(self.tokenizer.pad_token_id)
-        # Few inputs get fewer rows (a power of two, so shapes stay few): one text is not padded to 32.
-        rows = min(self.batch_size, 1 << (len(windows) - 1).bit_length())
-        for length, indices in eval_batches(windows, rows, self.run.max_length):
-            batch = collate(windows, indices, rows, length, pad_id)
-            got = dict(zip(("ids", "probs", "logits"),
-                           jax.device_get(self._step(self.params, batch["input_ids"], batch["attention_mask"]))))
-            for row, i in enumerate(indices):
-                for k in outputs:
-                    outputs[k][i] = got[k][row, :len(windows[i])]
-        num_words = [len(s) for s in chosen]
-        per_word = {k: scatter_to_words(windows, num_words, v) for k, v in outputs.items()}
-        for j, i in enumerate(nonempty):
-            results[i] = {k: v[j] for k, v in per_word.items()}
-        return results
+
+        def run(input_ids, attention_mask):
+            return dict(zip(empty, jax.device_get(self._step(self.params, input_ids, attention_mask))))
+
+        return per_word_outputs(sentences, self.tokenizer, self.vocab, label_layout(self.kind), self.run.max_length,
+                                self.batch_size, run, empty)
 
     def word_tags(self, sentences: Sequence[Sequence[str]]) -> list[list[list[str]]]:
         """Wojood word tags (the non-O tags of each word, or ["O"]) per sentence."""

@@ -19,11 +19,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from arner_jax.data.align import encode_sentences, scatter_to_words
-from arner_jax.data.batching import collate, eval_batches
+from arner_jax.data.batching import per_word_outputs
 from arner_jax.data.entities import entity_tags, ids_to_tags
 from arner_jax.data.vocab import LabelVocab
-from arner_jax.data.wojood import Sentence
 
 HEADS_FILE = "arner_heads.safetensors"
 META_FILE = "arner_tagger.json"
@@ -75,28 +73,15 @@ class TorchTagger(torch.nn.Module):
     @torch.no_grad()
     def tag_words(self, sentences: Sequence[Sequence[str]], batch_size: int = 32) -> list[dict[str, np.ndarray]]:
         """Per sentence, per word: "ids" `[n, T]` and "logits" `[n, T, C]`."""
-        sents = [Sentence(list(w), [["O"] for _ in w]) for w in sentences if len(w)]
+        T, C = self.kernel.shape[1:]
+        empty = {"ids": np.zeros((0, T), np.int64), "logits": np.zeros((0, T, C), np.float32)}
+
+        def run(input_ids, attention_mask):
+            logits = self(torch.tensor(input_ids, dtype=torch.long), torch.tensor(attention_mask))
+            return {"ids": self.decode(logits).numpy(), "logits": logits.numpy()}
+
         layout = "flat" if self.kind == "flat" else "per_type"
-        windows, _ = encode_sentences(sents, self.tokenizer, self.vocab, layout, self.max_length)
-        outputs = {"ids": [None] * len(windows), "logits": [None] * len(windows)}
-        for length, indices in eval_batches(windows, batch_size, self.max_length):
-            batch = collate(windows, indices, len(indices), length, int(self.tokenizer.pad_token_id))
-            logits = self(torch.tensor(batch["input_ids"], dtype=torch.long), torch.tensor(batch["attention_mask"]))
-            ids = self.decode(logits)
-            for row, i in enumerate(indices):
-                n = len(windows[i])
-                outputs["ids"][i], outputs["logits"][i] = ids[row, :n].numpy(), logits[row, :n].numpy()
-        per_word = {k: scatter_to_words(windows, [len(s) for s in sents], v) for k, v in outputs.items()} if sents else {}
-        empty = {"ids": np.zeros((0, self.kernel.shape[1]), np.int64),
-                 "logits": np.zeros((0,) + tuple(self.kernel.shape[1:]), np.float32)}
-        results, j = [], 0
-        for words in sentences:  # empty sentences have no window
-            if len(words):
-                results.append({k: v[j] for k, v in per_word.items()})
-                j += 1
-            else:
-                results.append(dict(empty))
-        return results
+        return per_word_outputs(sentences, self.tokenizer, self.vocab, layout, self.max_length, batch_size, run, empty)
 
     def word_tags(self, sentences: Sequence[Sequence[str]]) -> list[list[list[str]]]:
         """Wojood word tags (the non-O tags of each word, or ["O"]) per sentence."""

@@ -98,3 +98,36 @@ def iterate(windows: Sequence[Window], plan, batch_size: int, pad_id: int,
     """Collate a batch plan lazily."""
     for length, indices in plan:
         yield collate(windows, indices, batch_size, length, pad_id, reference_labels)
+
+
+def per_word_outputs(sentences: Sequence[Sequence[str]], tokenizer, vocab, layout: str, max_length: int,
+                     batch_size: int, fn, empty: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """Run a model over unlabelled sentences and return, per sentence, its outputs per word.
+
+    fn(input_ids [B, L], attention_mask [B, L]) -> {name: array [B, L, ...]} (numpy). Windows are
+    length-sorted into buckets; a small input gets fewer rows (a power of two, so shapes stay few).
+    A word's output is that of its first subword in the window that scores it; an empty sentence
+    gets `empty` (arrays with 0 rows).
+    """
+    from arner_jax.data.align import encode_sentences, scatter_to_words
+    from arner_jax.data.wojood import Sentence
+
+    sents = [Sentence(list(words), [["O"] for _ in words]) for words in sentences]
+    chosen = [s for s in sents if len(s)]
+    results = [dict(empty) for _ in sents]
+    if not chosen:
+        return results
+    windows, _ = encode_sentences(chosen, tokenizer, vocab, layout, max_length)
+    outputs: dict[str, list] = {k: [None] * len(windows) for k in empty}
+    rows = min(batch_size, 1 << (len(windows) - 1).bit_length())
+    for length, indices in eval_batches(windows, rows, max_length):
+        batch = collate(windows, indices, rows, length, int(tokenizer.pad_token_id))
+        got = fn(batch["input_ids"], batch["attention_mask"])
+        for row, i in enumerate(indices):
+            for k in outputs:
+                outputs[k][i] = got[k][row, :len(windows[i])]
+    per_word = {k: scatter_to_words(windows, [len(s) for s in chosen], v) for k, v in outputs.items()}
+    nonempty = [i for i, s in enumerate(sents) if len(s)]
+    for j, i in enumerate(nonempty):
+        results[i] = {k: v[j] for k, v in per_word.items()}
+    return results
