@@ -26,7 +26,7 @@ def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], out
     """Metrics of the run's kept model on each Wojood file; predictions and metrics written per file."""
     from arner_jax.train.assemble import load_run
     from arner_jax.train.evaluation import Split, evaluate_split
-    from arner_jax.train.parallel import PmapParallel, StepBodies
+    from arner_jax.train.parallel import PmapParallel, tagger_bodies
 
     run = load_run(model_path)
     loss = LossConfig(name=run.config.loss, var_penalty=run.config.var_penalty,
@@ -36,7 +36,7 @@ def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], out
     devices = jax.local_devices()
     batch_size = batch_size or run.config.eval_batch  # the training eval batches: the same loss
     batch_size = -(-batch_size // len(devices)) * len(devices)  # a multiple of the device count
-    parallel = PmapParallel(StepBodies(run.model.apply, run.kind, class_mask(run.kind, run.vocab), loss), devices)
+    parallel = PmapParallel(tagger_bodies(run.model.apply, run.kind, class_mask(run.kind, run.vocab), loss), devices)
     params = parallel.put_params(run.params)
     out_root = Path(output_path) if output_path else Path(model_path) / "eval"
     results = {}

@@ -10,7 +10,8 @@ decoding logits into class ids (class ids to word tags: `arner_jax.data.entities
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Callable
 
 import flax.linen as nn
 import jax
@@ -78,3 +79,34 @@ def decode(kind: str, logits: jax.Array, mask: jax.Array) -> jax.Array:
     winner = jnp.argmax(candidate, axis=-1)  # [...]
     keep = (jnp.arange(best.shape[-1]) == winner[..., None]) & (best > 0)
     return jnp.where(keep, best, 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggerObjective:
+    """What the data-parallel steps need of a tagger (see train.parallel.StepBodies).
+
+    statistics: the additive loss statistics of a shard (SPEC 4 losses, losses.batch_statistics)
+    and its logits; loss: the loss of summed statistics; predict: decoded class ids [b, L, T].
+    """
+
+    apply_fn: Callable  # model.apply
+    kind: str  # nested | flat | mtn (decoding rule)
+    class_mask: np.ndarray  # [T, C]
+    loss_config: Any  # losses.LossConfig
+
+    def statistics(self, params, batch, rngs, deterministic: bool, rank_offset):
+        from arner_jax.losses import batch_statistics
+
+        logits = self.apply_fn({"params": params}, batch["input_ids"], batch["attention_mask"],
+                               deterministic=deterministic, rngs=rngs)
+        stats = batch_statistics(logits, batch["labels"], batch["label_mask"], self.class_mask,
+                                 gamma=self.loss_config.gamma, rank_offset=rank_offset)
+        return stats, logits
+
+    def loss(self, stats):
+        from arner_jax.losses import loss_from_statistics
+
+        return loss_from_statistics(stats, self.class_mask, self.loss_config)
+
+    def predict(self, logits):
+        return decode(self.kind, logits, jnp.asarray(self.class_mask)).astype(jnp.int32)

@@ -38,7 +38,7 @@ from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
 from arner_jax.losses import LossConfig
 from arner_jax.tagger import Tagger, class_mask
 from arner_jax.train.optim import OptimConfig, make_optimizer
-from arner_jax.train.parallel import PmapParallel, ShardMapParallel, StepBodies
+from arner_jax.train.parallel import PmapParallel, ShardMapParallel, tagger_bodies
 from arner_jax.train.runtime import CompileCounter
 from benchmarks import torch_reference as ref
 
@@ -73,7 +73,7 @@ class Setup:
         self.T = self.vocab.num_types
         self.model = Tagger(self.enc, self.T, 3)
         self.params = jax.device_get(self.model.init(jax.random.PRNGKey(0), np.zeros((1, 8), np.int32))["params"])
-        self.bodies = StepBodies(self.model.apply, "nested", class_mask("nested", self.vocab), LossConfig())
+        self.bodies = tagger_bodies(self.model.apply, "nested", class_mask("nested", self.vocab), LossConfig())
         from transformers import BertConfig
 
         torch.manual_seed(0)

@@ -17,7 +17,7 @@ from arner_jax.encoders import small_bert_config
 from arner_jax.losses import LossConfig
 from arner_jax.tagger import Tagger
 from arner_jax.train.optim import OptimConfig, make_optimizer
-from arner_jax.train.parallel import StepBodies, make_parallel
+from arner_jax.train.parallel import make_parallel, tagger_bodies
 from arner_jax.train.runtime import CompileCounter
 
 T, C, B, L, VOCAB = 3, 3, 8, 16, 60
@@ -46,7 +46,7 @@ def main():
     params = jax.device_get(model.init(jax.random.PRNGKey(0), data[0]["input_ids"])["params"])
     cmask = np.ones((T, C), bool)
     cmask[1, 2] = False
-    bodies = StepBodies(model.apply, "nested", cmask, LossConfig(name="unified", var_penalty=5.0))
+    bodies = tagger_bodies(model.apply, "nested", cmask, LossConfig(name="unified", var_penalty=5.0))
     runs = {}
     for wrapper in ("pmap", "shard_map"):
         for accum in (1, 2):

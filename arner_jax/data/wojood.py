@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 TAG_RE = re.compile(r"^[BI]-[A-Za-z_][A-Za-z0-9_]*$")
+ANY_SCHEME_RE = re.compile(r"^[BIESLU]-[A-Za-z_][A-Za-z0-9_]*$")  # IOB1/IOB2/BIOES/BILOU
+SCHEMES = ("iob2", "any")  # iob2: Wojood's own format, strictly; any: converted to IOB2 on reading
 
 
 class WojoodFormatError(ValueError):
@@ -64,7 +66,7 @@ class Corpus:
         return sum(len(s) for s in self.sentences)
 
 
-def _parse_tags(fields: list[str], path, lineno: int) -> tuple[list[str], int]:
+def _parse_tags(fields: list[str], path, lineno: int, tag_re=TAG_RE) -> tuple[list[str], int]:
     if not fields:
         raise WojoodFormatError(path, lineno, "a word without a tag; every word line needs at least `O`.")
     if "O" in fields:
@@ -74,8 +76,11 @@ def _parse_tags(fields: list[str], path, lineno: int) -> tuple[list[str], int]:
         return fields, 0
     kept, seen, dropped = [], set(), 0
     for tag in fields:
-        if not TAG_RE.match(tag):
-            raise WojoodFormatError(path, lineno, f"tag {tag!r} is not `O`, `B-TYPE` or `I-TYPE` (IOB2).")
+        if not tag_re.match(tag):
+            if tag_re is TAG_RE:
+                raise WojoodFormatError(path, lineno, f"tag {tag!r} is not `O`, `B-TYPE` or `I-TYPE` (IOB2); "
+                                        "for IOB1/BIOES/BILOU files read with scheme='any' (--tag_scheme any).")
+            raise WojoodFormatError(path, lineno, f"tag {tag!r} is not `O` or `X-TYPE` with X one of B I E S L U.")
         if tag[2:] in seen:
             dropped += 1  # a second tag of the same type: the reference keeps only the first
             continue
@@ -84,8 +89,14 @@ def _parse_tags(fields: list[str], path, lineno: int) -> tuple[list[str], int]:
     return kept, dropped
 
 
-def parse_wojood(text: str, path: str = "<string>") -> Corpus:
-    """Parse Wojood text (BOM and CRLF tolerated) into a Corpus."""
+def parse_wojood(text: str, path: str = "<string>", scheme: str = "iob2") -> Corpus:
+    """Parse Wojood text (BOM and CRLF tolerated) into a Corpus.
+
+    scheme "any" also reads IOB1, BIOES and BILOU tags and rewrites each type's layer in IOB2.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    tag_re = TAG_RE if scheme == "iob2" else ANY_SCHEME_RE
     if text.startswith("\ufeff"):
         text = text[1:]
     sentences: list[Sentence] = []
@@ -100,7 +111,7 @@ def parse_wojood(text: str, path: str = "<string>") -> Corpus:
                 sentences.append(Sentence(words, tags, first_line))
                 words, tags = [], []
             continue
-        word_tags, n_dropped = _parse_tags(fields[1:], path, lineno)
+        word_tags, n_dropped = _parse_tags(fields[1:], path, lineno, tag_re)
         if not words:
             first_line = lineno
         words.append(fields[0])
@@ -108,8 +119,21 @@ def parse_wojood(text: str, path: str = "<string>") -> Corpus:
         dropped += n_dropped
     if words:
         sentences.append(Sentence(words, tags, first_line))
+    if scheme != "iob2":
+        sentences = [_as_iob2(s) for s in sentences]
     nested = any(len(t) > 1 for s in sentences for t in s.tags)
     return Corpus(sentences, path, dropped, nested)
+
+
+def _as_iob2(sentence: Sentence) -> Sentence:
+    """Each type's layer rewritten in IOB2; the word's tags keep their outermost-first order."""
+    from arner_jax.data.schemes import to_iob2
+
+    order = list(dict.fromkeys(t[2:] for tags in sentence.tags for t in tags if t != "O"))
+    layers = {t: to_iob2(type_layer(sentence.tags, t)) for t in order}
+    tags = [[layers[x[2:]][i] for x in word_tags if x != "O"] or ["O"]
+            for i, word_tags in enumerate(sentence.tags)]
+    return Sentence(sentence.words, tags, sentence.first_line)
 
 
 def read_text(path: str | Path) -> str:
@@ -127,9 +151,9 @@ def read_text(path: str | Path) -> str:
                                 "re-save the file as UTF-8.") from None
 
 
-def read_wojood(path: str | Path) -> Corpus:
+def read_wojood(path: str | Path, scheme: str = "iob2") -> Corpus:
     """Read a Wojood file; raises WojoodFormatError naming the file and line on bad input."""
-    return parse_wojood(read_text(path), str(path))
+    return parse_wojood(read_text(path), str(path), scheme)
 
 
 def format_wojood(sentences: Iterable[Sentence]) -> str:

@@ -29,7 +29,7 @@ from arner_jax.train.assemble import Assembled
 from arner_jax.train.checkpoints import RunCheckpoints
 from arner_jax.train.evaluation import evaluate_split
 from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
-from arner_jax.train.parallel import StepBodies, make_parallel
+from arner_jax.train.parallel import make_parallel, tagger_bodies
 from arner_jax.train.runtime import CompileCounter, is_primary
 
 log = logging.getLogger("arner_jax")
@@ -51,7 +51,7 @@ class Trainer:
         self.optim = OptimConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                                  clip_norm=cfg.clip_norm, grad_accum=cfg.grad_accum)
         schedule = lr_schedule(self.optim, self.total_updates)
-        self.bodies = StepBodies(run.model.apply, cfg.kind, class_mask(cfg.kind, run.vocab), self.loss_config,
+        self.bodies = tagger_bodies(run.model.apply, cfg.kind, class_mask(cfg.kind, run.vocab), self.loss_config,
                                  learning_rate=lambda step: schedule(step // cfg.grad_accum))
         self.parallel = make_parallel(cfg.parallel, self.bodies, devices)
         self.parallel.check_batch_size(cfg.batch_size)

@@ -32,55 +32,54 @@ import optax
 from flax.training.train_state import TrainState
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from arner_jax.losses import LossConfig, batch_statistics, loss_from_statistics
-from arner_jax.tagger import decode
+from arner_jax.losses import LossConfig
+from arner_jax.tagger import TaggerObjective
 
 AXIS = "data"
-BATCH_KEYS = ("input_ids", "attention_mask", "labels", "label_mask")  # what the device needs
+# What the device needs of a batch (the rest, e.g. word_index, stays on the host).
+BATCH_KEYS = ("input_ids", "attention_mask", "labels", "label_mask", "text_len", "starts", "ends", "num_spans")
 
 
 @dataclasses.dataclass(frozen=True)
 class StepBodies:
-    """The per-device bodies of the train and eval steps of one tagger."""
+    """The per-device bodies of the train and eval steps of one model.
 
-    apply_fn: Callable  # model.apply
-    kind: str  # nested | flat | mtn (decoding rule)
-    class_mask: np.ndarray  # [T, C]
-    loss: LossConfig
+    `objective` gives the model's additive loss statistics of a shard (a dict with "n", the
+    positions counted), the loss of summed statistics, and predictions from its outputs
+    (tagger.TaggerObjective, span_marker.model.SpanObjective). Batches carry "label_mask".
+    """
+
+    objective: Any
     learning_rate: Callable | None = None  # step -> learning rate, reported in the metrics
-
-    def _stats(self, params, batch, rngs, deterministic, rank_offset):
-        logits = self.apply_fn({"params": params}, batch["input_ids"], batch["attention_mask"],
-                               deterministic=deterministic, rngs=rngs)
-        stats = batch_statistics(logits, batch["labels"], batch["label_mask"], self.class_mask,
-                                 gamma=self.loss.gamma, rank_offset=rank_offset)
-        return stats, logits
-
-    def _global_loss(self, stats):
-        return loss_from_statistics(stats, self.class_mask, self.loss)
 
     def train(self, state: TrainState, batch: dict, key: jax.Array):
         """One optimizer (micro-)step on this device's shard; returns the new state and metrics."""
         index = jax.lax.axis_index(AXIS)
         rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(key, state.step), index)}
         offset = _rank_offset(batch["label_mask"], index)
-        stats, pull_back, _ = jax.vjp(lambda p: self._stats(p, batch, rngs, False, offset), state.params,
-                                      has_aux=True)
+        stats, pull_back, _ = jax.vjp(lambda p: self.objective.statistics(p, batch, rngs, False, offset),
+                                      state.params, has_aux=True)
         stats = jax.lax.psum(stats, AXIS)
-        (loss, per_head), d_stats = jax.value_and_grad(self._global_loss, has_aux=True)(stats)
+        (loss, details), d_stats = jax.value_and_grad(self.objective.loss, has_aux=True)(stats)
         grads = jax.lax.psum(pull_back(d_stats)[0], AXIS)
-        metrics = {"loss": loss, "head_losses": per_head, "grad_norm": optax.tree.norm(grads),
-                   "positions": stats["n"]}
+        metrics = {"loss": loss, "details": details, "grad_norm": optax.tree.norm(grads), "positions": stats["n"]}
         if self.learning_rate is not None:
             metrics["lr"] = self.learning_rate(state.step)
         return state.apply_gradients(grads=grads), metrics
 
     def eval(self, params, batch: dict):
-        """Predicted class ids `[b, L, T]` of this shard, and the loss of the whole batch."""
+        """Predictions of this shard's rows, and the loss of the whole batch."""
         index = jax.lax.axis_index(AXIS)
-        stats, logits = self._stats(params, batch, None, True, _rank_offset(batch["label_mask"], index))
-        loss, _ = self._global_loss(jax.lax.psum(stats, AXIS))
-        return decode(self.kind, logits, jnp.asarray(self.class_mask)).astype(jnp.int32), loss
+        stats, outputs = self.objective.statistics(params, batch, None, True,
+                                                   _rank_offset(batch["label_mask"], index))
+        loss, _ = self.objective.loss(jax.lax.psum(stats, AXIS))
+        return self.objective.predict(outputs), loss
+
+
+def tagger_bodies(apply_fn: Callable, kind: str, class_mask: np.ndarray, loss: LossConfig,
+                  learning_rate: Callable | None = None) -> StepBodies:
+    """The step bodies of a token tagger (nested, flat or MTN)."""
+    return StepBodies(TaggerObjective(apply_fn, kind, class_mask, loss), learning_rate)
 
 
 def _rank_offset(label_mask, index):
@@ -90,7 +89,7 @@ def _rank_offset(label_mask, index):
 
 
 def _device_batch(batch: dict) -> dict:
-    return {k: batch[k] for k in BATCH_KEYS}
+    return {k: batch[k] for k in BATCH_KEYS if k in batch}
 
 
 class DataParallel:
@@ -151,8 +150,7 @@ class PmapParallel(DataParallel):
 
     def eval_step(self, params, batch: dict):
         pred, loss = self._eval(params, self._split(batch))
-        pred = np.asarray(pred)
-        return _gather_rows(pred.reshape((-1,) + pred.shape[2:])), loss
+        return jax.tree.map(lambda x: _gather_rows(np.asarray(x).reshape((-1,) + x.shape[2:])), pred), loss
 
 
 class ShardMapParallel(DataParallel):
@@ -191,7 +189,7 @@ class ShardMapParallel(DataParallel):
 
     def eval_step(self, params, batch: dict):
         pred, loss = self._eval(params, self._put_batch(batch))
-        return _gather_rows(pred), loss
+        return jax.tree.map(_gather_rows, pred), loss
 
 
 def _gather_rows(x) -> np.ndarray:

@@ -1,0 +1,284 @@
+"""SpanMarker's data side: candidate spans, windows of long texts, rows of markers, decoding.
+
+Owns (numpy only; SPEC 7):
+  candidates   every span of 1..E words, in SpanMarker's order (start ascending, then end);
+  pieces       a text tokenized once with the fast tokenizer's word ids and character offsets,
+               and cut into windows of at most M tokens when it is longer (SpanMarker cuts the
+               text instead). Windows overlap by E - 1 words and each window scores the spans
+               that start in its own part, so every span that fits in M tokens is scored once;
+  rows         a window's spans packed `slots` at a time; a row repeats the window's text. The
+               model lays a row out as [text padded to a bucket][slots start markers][slots end
+               markers]; a span's logits depend only on its text and the span (the attention
+               pattern sees to that), so any packing gives the same numbers;
+  decoding     SpanMarker's greedy flat rule, the nested rule (spans nest or are disjoint,
+               partial overlaps rejected), a score threshold, and spans as Wojood word tags.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+from arner_jax.data.schemes import tag_spans
+
+OUTSIDE = 0  # class id of O (SPEC 7)
+
+
+def candidate_spans(num_words: int, max_words: int) -> np.ndarray:
+    """[S, 2] (start, end exclusive) of every span of 1..max_words words, SpanMarker's order."""
+    out = [(s, e) for s in range(num_words) for e in range(s + 1, min(num_words, s + max_words) + 1)]
+    return np.asarray(out, np.int32).reshape(-1, 2)
+
+
+def gold_spans(tags_per_word: Sequence[Sequence[str]], nested: bool) -> list[tuple[str, int, int]]:
+    """Gold entities (type, start, end exclusive): every type's layer (nested) or the outermost tags."""
+    if not nested:
+        return tag_spans([tags[0] if tags else "O" for tags in tags_per_word])
+    types = sorted({t[2:] for tags in tags_per_word for t in tags if t != "O"})
+    out = []
+    for t in types:
+        out.extend(tag_spans([next((x for x in tags if x[2:] == t), "O") for tags in tags_per_word]))
+    return sorted(out, key=lambda e: (e[1], e[2], e[0]))
+
+
+@dataclasses.dataclass
+class Piece:
+    """One window of one text; `spans` are the candidates it scores (text word indices)."""
+
+    text: int  # index of the text
+    input_ids: np.ndarray  # [T] int32, special tokens included
+    word_first: np.ndarray  # [n] window token index of each window word's first subword
+    word_last: np.ndarray  # [n] ... and of its last subword
+    first_word: int  # the window's first word, in the text
+    spans: np.ndarray  # [S, 2]
+    labels: np.ndarray | None = None  # [S] class ids, for training
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def token_positions(self, spans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Window token index of each span's first and last subword."""
+        return self.word_first[spans[:, 0] - self.first_word], self.word_last[spans[:, 1] - 1 - self.first_word]
+
+
+@dataclasses.dataclass
+class Tokenized:
+    """A text tokenized once, without truncation."""
+
+    ids: list[int]
+    prefix: int  # special tokens before the words ([CLS] / <s>)
+    suffix: int  # ... and after them
+    word_tokens: list[tuple[int, int]]  # per word, its token range [first, end) (empty: no tokens)
+    char_spans: list[tuple[int, int]] | None  # per word, characters (string input only)
+
+    @property
+    def num_words(self) -> int:
+        return len(self.word_tokens)
+
+
+def tokenize(tokenizer, text_or_words) -> Tokenized:
+    """Tokenize a string (words from the tokenizer's pre-tokenizer) or a list of words."""
+    is_words = not isinstance(text_or_words, str)
+    enc = tokenizer(list(text_or_words) if is_words else text_or_words, is_split_into_words=is_words,
+                    truncation=False, verbose=False)
+    word_ids = enc.word_ids()
+    ids = list(enc["input_ids"])
+    real = [i for i, w in enumerate(word_ids) if w is not None]
+    prefix = real[0] if real else len(ids)
+    suffix = len(ids) - real[-1] - 1 if real else 0
+    num_words = max((w for w in word_ids if w is not None), default=-1) + 1
+    ranges = [[None, None] for _ in range(num_words)]
+    for i, w in enumerate(word_ids):
+        if w is not None:
+            if ranges[w][0] is None:
+                ranges[w][0] = i
+            ranges[w][1] = i + 1
+    word_tokens = [(a, b) if a is not None else (0, 0) for a, b in ranges]
+    chars = None
+    if not is_words:
+        chars = [tuple(enc.word_to_chars(w)) if word_tokens[w][1] else (0, 0) for w in range(num_words)]
+    return Tokenized(ids, prefix, suffix, word_tokens, chars)
+
+
+def plan_windows(word_tokens: Sequence[int], budget: int, overlap: int) -> list[tuple[int, int, int]]:
+    """Windows (first word, end word, end of the starts it owns) of at most `budget` word tokens.
+
+    Consecutive windows share `overlap` words (when they hold more); a window owns the span
+    starts before the next window's first word, the last window owns the rest. A word longer
+    than the budget gets a window of its own (its tokens are clipped).
+    """
+    n = len(word_tokens)
+    if sum(word_tokens) <= budget:
+        return [(0, n, n)]
+    starts, windows = [0], []
+    while True:
+        a = starts[-1]
+        b, used = a, 0
+        while b < n and used + word_tokens[b] <= budget:
+            used += word_tokens[b]
+            b += 1
+        b = max(b, a + 1)
+        windows.append([a, b])
+        if b >= n:
+            break
+        starts.append(max(a + 1, b - overlap))
+    return [(a, b, starts[i + 1] if i + 1 < len(starts) else n) for i, (a, b) in enumerate(windows)]
+
+
+def truncated_window(word_tokens: Sequence[int], budget: int) -> list[tuple[int, int, int]]:
+    """SpanMarker's cut: the words whose first subword fits in the budget (the last one clipped)."""
+    used, b = 0, 0
+    while b < len(word_tokens) and used < budget:
+        used += word_tokens[b]
+        b += 1
+    return [(0, b, b)]
+
+
+def make_pieces(tok: Tokenized, text: int, max_tokens: int, max_words: int,
+                gold: dict[tuple[int, int], int] | None = None, truncate: bool = False) -> list[Piece]:
+    """The windows of one tokenized text with the candidate spans each one scores.
+
+    truncate=True reproduces SpanMarker instead: one window cut at `max_tokens` tokens, the words
+    past the cut are not candidates.
+    """
+    lengths = [b - a for a, b in tok.word_tokens]
+    budget = max(max_tokens - tok.prefix - tok.suffix, 1)
+    pieces = []
+    spans_all = candidate_spans(tok.num_words, max_words)
+    plan = truncated_window(lengths, budget) if truncate else plan_windows(lengths, budget, max_words - 1)
+    for a, b, owned_end in plan:
+        body, first, last = [], [], []
+        for w in range(a, b):
+            lo, hi = tok.word_tokens[w]
+            hi = min(hi, lo + budget - len(body))  # clip a word longer than the budget
+            first.append(tok.prefix + len(body) if hi > lo else 0)  # no subword: SpanMarker's 0
+            body.extend(tok.ids[lo:hi])
+            last.append(tok.prefix + len(body) - 1 if hi > lo else 0)
+        ids = tok.ids[:tok.prefix] + body + tok.ids[len(tok.ids) - tok.suffix:]
+        keep = (spans_all[:, 0] >= a) & (spans_all[:, 0] < owned_end) & (spans_all[:, 1] <= b)
+        spans = spans_all[keep]
+        labels = None
+        if gold is not None:
+            labels = np.asarray([gold.get((int(s), int(e)), OUTSIDE) for s, e in spans], np.int32)
+        pieces.append(Piece(text, np.asarray(ids, np.int32), np.asarray(first, np.int32),
+                            np.asarray(last, np.int32), a, spans, labels))
+    return pieces
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """`slots` or fewer consecutive spans of one piece; its length is the piece's token count."""
+
+    piece: int
+    lo: int
+    hi: int
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def pack_rows(pieces: Sequence[Piece], slots: int) -> list[Row]:
+    """Each piece's spans in groups of `slots` (several rows when they do not fit in one)."""
+    return [Row(p, lo, min(lo + slots, len(piece.spans)), len(piece))
+            for p, piece in enumerate(pieces) for lo in range(0, len(piece.spans), slots)]
+
+
+def collate_rows(pieces: Sequence[Piece], rows: Sequence[Row], indices: Sequence[int], batch_size: int,
+                 text_width: int, slots: int, pad_id: int) -> dict[str, np.ndarray]:
+    """One batch of rows: text ids [B, text_width], span token positions [B, slots], labels.
+
+    input_ids, text_len [B], starts/ends [B, slots] (first/last subword of each span), num_spans
+    [B], labels [B, slots] (0 where unused), label_mask [B, slots] (1.0: a real span), row_index
+    [B] (-1: a padding row).
+    """
+    ids = np.full((batch_size, text_width), pad_id, np.int32)
+    text_len = np.zeros((batch_size,), np.int32)
+    starts = np.zeros((batch_size, slots), np.int32)
+    ends = np.zeros((batch_size, slots), np.int32)
+    num_spans = np.zeros((batch_size,), np.int32)
+    labels = np.zeros((batch_size, slots), np.int32)
+    row_index = np.full((batch_size,), -1, np.int32)
+    for r, i in enumerate(indices):
+        row = rows[i]
+        piece = pieces[row.piece]
+        n, k = len(piece), row.hi - row.lo
+        ids[r, :n], text_len[r], num_spans[r], row_index[r] = piece.input_ids, n, k, i
+        starts[r, :k], ends[r, :k] = piece.token_positions(piece.spans[row.lo:row.hi])
+        if piece.labels is not None:
+            labels[r, :k] = piece.labels[row.lo:row.hi]
+    label_mask = (np.arange(slots)[None, :] < num_spans[:, None]).astype(np.float32)
+    return {"input_ids": ids, "text_len": text_len, "starts": starts, "ends": ends, "num_spans": num_spans,
+            "labels": labels, "label_mask": label_mask, "row_index": row_index}
+
+
+# ----------------------------------------------------------------------------- decoding
+Entity = tuple[int, int, int, float]  # (start word, end word exclusive, class id, score)
+
+
+def decode(spans: np.ndarray, labels: np.ndarray, scores: np.ndarray, nested: bool = False,
+           threshold: float = 0.0) -> list[Entity]:
+    """Entities from every candidate's argmax class and its probability, in reading order.
+
+    Spans are taken by decreasing score (ties: enumeration order, as Python's stable sort in
+    SpanMarker). Flat (SpanMarker): a non-O span is kept when none of its words is taken.
+    Nested: kept when every kept span either contains it, lies inside it, or is disjoint from
+    it, and no kept span of the same class contains it or lies inside it (a per-type tag layer
+    cannot hold both). A span below `threshold` is never kept.
+    """
+    order = sorted(range(len(spans)), key=lambda i: -float(scores[i]))
+    kept: list[Entity] = []
+    taken = np.zeros(int(spans[:, 1].max()) if len(spans) else 0, bool)
+    for i in order:
+        label, score = int(labels[i]), float(scores[i])
+        if label == OUTSIDE or score < threshold:
+            continue
+        s, e = int(spans[i, 0]), int(spans[i, 1])
+        if nested:
+            if any(_crosses(s, e, ks, ke) or (kl == label and _overlaps(s, e, ks, ke)) for ks, ke, kl, _ in kept):
+                continue
+        elif taken[s:e].any():
+            continue
+        taken[s:e] = True
+        kept.append((s, e, label, score))
+    return sorted(kept, key=lambda x: (x[0], -x[1], x[2]))
+
+
+def _overlaps(s, e, ks, ke) -> bool:
+    return s < ke and ks < e
+
+
+def _crosses(s, e, ks, ke) -> bool:
+    """A partial overlap: they share words and neither contains the other."""
+    return _overlaps(s, e, ks, ke) and not (ks <= s and e <= ke) and not (s <= ks and ke <= e)
+
+
+def entities_to_tags(entities: Sequence[Entity], num_words: int, labels: Sequence[str]) -> list[list[str]]:
+    """Wojood word tags (IOB2, outermost first, ["O"] for none) of decoded entities."""
+    tags: list[list[str]] = [[] for _ in range(num_words)]
+    for s, e, label, _ in sorted(entities, key=lambda x: (x[0] - x[1], x[0])):  # longest first
+        name = labels[label]
+        tags[s].append(f"B-{name}")
+        for w in range(s + 1, e):
+            tags[w].append(f"I-{name}")
+    return [t or ["O"] for t in tags]
+
+
+def per_text(pieces: Sequence[Piece], rows: Sequence[Row], row_outputs: Sequence[dict], num_texts: int):
+    """Row outputs (each `{name: [slots, ...]}`) regrouped per text, in span enumeration order.
+
+    Returns per text (spans [S, 2], {name: [S, ...]}).
+    """
+    spans: list[list[np.ndarray]] = [[] for _ in range(num_texts)]
+    outs: list[dict[str, list]] = [{} for _ in range(num_texts)]
+    for row, out in zip(rows, row_outputs):
+        piece, k = pieces[row.piece], row.hi - row.lo
+        spans[piece.text].append(piece.spans[row.lo:row.hi])
+        for name, value in out.items():
+            outs[piece.text].setdefault(name, []).append(np.asarray(value)[:k])
+    result = []
+    for t in range(num_texts):
+        got = np.concatenate(spans[t]) if spans[t] else np.zeros((0, 2), np.int32)
+        result.append((got, {name: np.concatenate(v) for name, v in outs[t].items()}))
+    return result
