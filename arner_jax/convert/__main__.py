@@ -3,6 +3,7 @@
   verify        our Flax encoder against transformers on a Hugging Face checkpoint
   to-pytorch    a run folder's kept model as a PyTorch folder (`--verify` compares both frameworks)
   from-pytorch  a Hugging Face token-classification checkpoint as a run folder of our flat tagger
+  to-span-marker  a span run's kept model as a folder of the PyTorch `span_marker` package
 
 Exit status: 0 when the check passes, 1 when it does not, 2 when the input cannot be used (the
 message says which file and why).
@@ -33,7 +34,14 @@ def main(argv=None) -> int:
     imp = sub.add_parser("from-pytorch", help="a Hugging Face token-classification checkpoint as a flat run folder")
     imp.add_argument("--hf_model", required=True, help="Hugging Face folder or hub id (IOB2 id2label)")
     imp.add_argument("--output_path", required=True, help="run folder to write")
+    spans = sub.add_parser("to-span-marker", help="export a span run's kept model in span_marker's layout")
+    spans.add_argument("--model_path", required=True, help="run folder of a span model (span_flat / span_nested)")
+    spans.add_argument("--output_path", required=True, help="folder to write")
+    spans.add_argument("--verify", action="store_true",
+                       help="load the written folder back and compare span logits on the run's test file")
     args = parser.parse_args(argv)
+    if args.command == "to-span-marker":
+        return _to_span_marker(args)
     if args.command == "to-pytorch":
         return _to_pytorch(args)
     if args.command == "from-pytorch":
@@ -63,6 +71,9 @@ def _to_pytorch(args) -> int:
     from arner_jax.train.config import read_run_config
 
     try:
+        if read_run_config(args.model_path).get("span"):
+            print("error: a span model run; export it with `to-span-marker`", file=sys.stderr)
+            return 2
         out = export_run(args.model_path, args.output_path)
         print(f"wrote {out}")
         if not args.verify:
@@ -78,6 +89,34 @@ def _to_pytorch(args) -> int:
     ok = check.max_logit_diff < args.tolerance and check.differing_tags == 0
     print(f"{data}: {check.words} words; largest |logit difference| {check.max_logit_diff:.3e} "
           f"(tolerance {args.tolerance:g}); words with different predicted tags: {check.differing_tags} "
+          f"-> {'OK' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+def _to_span_marker(args) -> int:
+    import numpy as np
+
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.train.config import read_run_config
+
+    try:
+        model = SpanMarkerModel.from_pretrained(args.model_path)
+        out = model.save_pretrained(args.output_path)
+        print(f"wrote {out} (load it with span_marker.SpanMarkerModel.from_pretrained or ours)")
+        if not args.verify:
+            return 0
+        data = read_run_config(args.model_path).get("data", {}).get("test")
+        sentences = [s.words for s in read_wojood(data).sentences][:200]
+        back = SpanMarkerModel.from_pretrained(out)
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    diff = max((float(np.abs(a[1] - b[1]).max()) for a, b in zip(model.span_logits(sentences),
+                                                                  back.span_logits(sentences)) if len(a[0])),
+               default=0.0)
+    ok = diff == 0.0
+    print(f"{data}: {len(sentences)} sentences; largest |span logit difference| after the round trip {diff:.3e} "
           f"-> {'OK' if ok else 'FAIL'}")
     return 0 if ok else 1
 

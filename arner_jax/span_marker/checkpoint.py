@@ -140,10 +140,8 @@ def span_marker_config(encoder: EncoderConfig, span: SpanConfig, name_or_path: s
     """config.json content in the PyTorch package's layout (the keys of its save_pretrained)."""
     import transformers
 
-    types = [label for label in span.labels if label != "O"]
-    # The encoder's own label space is the IOB2 tags SpanMarker reduces to span labels.
-    iob = ["O"] + [f"{p}-{t}" for t in types for p in "BI"]
-    reduced = {0: 0, **{i: span.labels.index(tag[2:]) for i, tag in enumerate(iob) if i}}
+    iob = _encoder_tags(encoder, span.labels)
+    reduced = {i: span.labels.index(tag[2:]) if tag != "O" else 0 for i, tag in enumerate(iob)}
     enc = hf_config_dict(encoder, _name_or_path=name_or_path, id2label=dict(enumerate(iob)),
                          label2id={t: i for i, t in enumerate(iob)})
     return {
@@ -165,6 +163,16 @@ def span_marker_config(encoder: EncoderConfig, span: SpanConfig, name_or_path: s
         "transformers_version": transformers.__version__,
         "vocab_size": encoder.vocab_size,
     }
+
+
+def _encoder_tags(encoder: EncoderConfig, labels: list[str]) -> list[str]:
+    """The IOB2 tag space SpanMarker reduces to span labels: the loaded checkpoint's own when it
+    fits the labels (so a round trip keeps it), else O, B-/I- of each type in label order."""
+    raw = encoder.extra.get("id2label") or {}
+    tags = [raw.get(str(i), raw.get(i)) for i in range(len(raw))]
+    if tags and all(t == "O" or (isinstance(t, str) and t[:2] in ("B-", "I-") and t[2:] in labels) for t in tags):
+        return tags
+    return ["O"] + [f"{p}-{t}" for t in labels if t != "O" for p in "BI"]
 
 
 def write_span_marker(out_dir: str | Path, encoder: EncoderConfig, span: SpanConfig, params: dict, tokenizer,

@@ -15,7 +15,7 @@ import tempfile
 import time
 from typing import Sequence
 
-from arner_jax.train.config import CONFIG, METRICS, RunConfig, read_run_config
+from arner_jax.train.config import CONFIG, METRICS, SPAN_KINDS, SPAN_ONLY, TAGGER_ONLY, RunConfig, read_run_config
 
 log = logging.getLogger("arner_jax")
 _HELP = {
@@ -23,7 +23,12 @@ _HELP = {
     "bert_model": "Hugging Face id or folder of the encoder to fine-tune (default: a small encoder from scratch)",
     "max_length": "subword tokens per window; longer sentences are split into overlapping windows",
     "reference_labels": "train as the reference: every subword, [CLS], [SEP] and padding as O, no attention mask",
-    "lr": "peak learning rate (default 2e-5 fine-tuning, 5e-4 from scratch)",
+    "lr": "peak learning rate (default: 2e-5 fine-tuning a tagger, 1e-5 a span model, 5e-4 from scratch)",
+    "dataset": "a `datasets` hub name (wikiann:ar) or a saved `datasets` folder, instead of the data paths",
+    "tag_scheme": "iob2: Wojood files, strictly; any: also IOB1, BIOES and BILOU tags (converted to IOB2)",
+    "marker_max_length": "marker pairs per row; spans that do not fit go into further rows repeating the text",
+    "entity_max_length": "longest candidate span in words",
+    "threshold": "drop predicted entities whose probability is lower",
     "select_by": "keep the model with the lowest validation loss (the reference) or the highest F1",
     "parallel": "data parallelism: pmap over the local devices, or jit + shard_map over a mesh",
     "checkpoint_every": "also save the resumable state every N steps (0: after each epoch only)",
@@ -31,7 +36,16 @@ _HELP = {
 }
 
 
-def _parser(default_kind: str, kinds: Sequence[str], description: str) -> argparse.ArgumentParser:
+def _hidden(kinds: Sequence[str]) -> set[str]:
+    """Settings that mean nothing to this experiment's model family."""
+    if all(k in SPAN_KINDS for k in kinds):
+        return set(TAGGER_ONLY)
+    if not any(k in SPAN_KINDS for k in kinds):
+        return set(SPAN_ONLY)
+    return set()
+
+
+def _parser(defaults: RunConfig, kinds: Sequence[str], description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--output_path", help="run folder (default: a new folder under the system temp dir)")
     p.add_argument("--overwrite", action="store_true", help="delete a non-empty --output_path and start again")
@@ -41,9 +55,11 @@ def _parser(default_kind: str, kinds: Sequence[str], description: str) -> argpar
     p.add_argument("--no_compilation_cache", action="store_true", help="do not use the persistent compilation cache")
     p.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
                    help="call jax.distributed.initialize(): when the environment is a multi-host job (auto), always, never")
-    defaults = RunConfig(kind=default_kind)
+    hidden = _hidden(kinds)
     for field in dataclasses.fields(RunConfig):
         name, value = field.name, getattr(defaults, field.name)
+        if name in hidden:
+            continue
         kwargs = {"help": _HELP.get(name, " "), "default": value}
         if name == "kind":
             kwargs["choices"] = list(kinds)
@@ -60,8 +76,10 @@ def _parser(default_kind: str, kinds: Sequence[str], description: str) -> argpar
 
 
 def main(argv: Sequence[str] | None = None, *, default_kind: str = "nested", kinds: Sequence[str] = ("nested",),
-         description: str = "") -> dict:
-    args = _parser(default_kind, kinds, description).parse_args(argv)
+         description: str = "", defaults: dict | None = None) -> dict:
+    """Parse flags and train. `defaults` overrides RunConfig defaults for this experiment."""
+    default = RunConfig(kind=default_kind, **(defaults or {}))
+    args = _parser(default, kinds, description).parse_args(argv)
     from arner_jax.train import runtime
 
     runtime.maybe_initialize_distributed(args.distributed)
@@ -76,11 +94,10 @@ def main(argv: Sequence[str] | None = None, *, default_kind: str = "nested", kin
     except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         sys.exit(f"error: {err}")
     runtime.barrier("run folder ready")
-    given = RunConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunConfig)})
+    given = RunConfig(**{f.name: getattr(args, f.name, getattr(default, f.name)) for f in dataclasses.fields(RunConfig)})
     config = RunConfig.from_dict(read_run_config(run_dir)["run"]) if args.resume else given
     runtime.setup_logging(run_dir, "train.log")
     if args.resume:  # a resumed run is the saved run: its schedule and data must not change
-        default = RunConfig(kind=default_kind)
         ignored = [f.name for f in dataclasses.fields(RunConfig)
                    if getattr(given, f.name) != getattr(default, f.name) and getattr(given, f.name) != getattr(config, f.name)]
         if ignored:

@@ -25,6 +25,12 @@ FORMAT = "arner_jax-run/1"
 CONFIG, VOCAB, TOKENIZER, METRICS, LOG, TENSORBOARD, DATA = (
     "config.json", "vocab.json", "tokenizer", "metrics.json", "train.log", "tensorboard", "data")
 SCRATCH_LR = 5e-4  # a from-scratch encoder needs a far larger step than fine-tuning (2e-5)
+TAGGER_KINDS = ("nested", "flat", "mtn")
+SPAN_KINDS = ("span_flat", "span_nested")
+ALL_KINDS = TAGGER_KINDS + SPAN_KINDS
+# Settings that mean nothing to the other family (the CLI of each experiment leaves them out).
+TAGGER_ONLY = ("reference_labels", "loss", "var_penalty", "head_reduction")
+SPAN_ONLY = ("marker_max_length", "entity_max_length", "threshold")
 
 
 def predictions_file(split: str) -> str:
@@ -35,10 +41,12 @@ def predictions_file(split: str) -> str:
 class RunConfig:
     """The settings of a training run. Field names are the CLI flags (reference names kept)."""
 
-    kind: str = "nested"  # nested | flat | mtn
+    kind: str = "nested"  # nested | flat | mtn (token taggers) | span_flat | span_nested (SpanMarker)
     train_path: str | None = None  # None (all three): the synthetic corpus
     val_path: str | None = None
     test_path: str | None = None
+    dataset: str | None = None  # a `datasets` hub name ("wikiann:ar") or a saved `datasets` folder
+    tag_scheme: str = "iob2"  # iob2: Wojood's format, strictly; any: also IOB1/BIOES/BILOU, read as IOB2
     bert_model: str | None = None  # Hugging Face id or folder; None: a small encoder from scratch
     max_length: int = 512  # subword tokens per window, [CLS] and [SEP] included
     reference_labels: bool = False  # train on every subword/[CLS]/[SEP]/pad as O, no attention mask
@@ -49,6 +57,10 @@ class RunConfig:
     scratch_hidden_size: int = 128
     scratch_layers: int = 2
     scratch_heads: int = 2
+    # span models (SPEC 7); max_length is SpanMarker's model_max_length M
+    marker_max_length: int = 128  # marker pairs (spans) per row
+    entity_max_length: int = 8  # longest candidate span, in words
+    threshold: float = 0.0  # decoding: drop entities scoring lower
     # loss (SPEC 4)
     loss: str = "unified"
     var_penalty: float = 5.0
@@ -72,10 +84,10 @@ class RunConfig:
     synthetic_sizes: tuple[int, int, int] = (2000, 300, 500)
 
     def __post_init__(self):
-        from arner_jax.tagger import KINDS
-
         checks = [
-            (self.kind in KINDS, f"kind must be one of {KINDS}"),
+            (self.kind in ALL_KINDS, f"kind must be one of {ALL_KINDS}"),
+            (self.tag_scheme in ("iob2", "any"), "tag_scheme must be iob2 or any"),
+            (self.marker_max_length > 0 and self.entity_max_length > 0, "span lengths must be positive"),
             (self.dtype in ("float32", "bfloat16"), "dtype must be float32 or bfloat16"),
             (self.select_by in ("loss", "f1"), "select_by must be loss or f1"),
             (self.batch_size > 0 and self.max_epochs > 0 and self.grad_accum > 0, "sizes must be positive"),
@@ -87,13 +99,21 @@ class RunConfig:
         paths = (self.train_path, self.val_path, self.test_path)
         if any(paths) and not all(paths):
             raise ValueError("give all of --train_path --val_path --test_path, or none (the synthetic corpus)")
+        if any(paths) and self.dataset:
+            raise ValueError("give either --dataset or the three data paths, not both")
         self.synthetic_sizes = tuple(self.synthetic_sizes)
+
+    @property
+    def is_span(self) -> bool:
+        return self.kind in SPAN_KINDS
 
     @property
     def learning_rate(self) -> float:
         if self.lr is not None:
             return self.lr
-        return 2e-5 if self.bert_model else SCRATCH_LR
+        if not self.bert_model:
+            return SCRATCH_LR
+        return 1e-5 if self.is_span else 2e-5  # SpanMarker's WikiANN setting; the Wojood reference
 
     @property
     def eval_batch(self) -> int:

@@ -20,16 +20,12 @@ import jax
 from flax.training.train_state import TrainState
 from tqdm.auto import tqdm
 
-from arner_jax.data.batching import collate, train_batches
-from arner_jax.losses import LossConfig
 from arner_jax.metrics import write_predictions
-from arner_jax.tagger import class_mask
 from arner_jax.train import config as files
 from arner_jax.train.assemble import Assembled
 from arner_jax.train.checkpoints import RunCheckpoints
-from arner_jax.train.evaluation import evaluate_split
 from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
-from arner_jax.train.parallel import make_parallel, tagger_bodies
+from arner_jax.train.parallel import StepBodies, make_parallel
 from arner_jax.train.runtime import CompileCounter, is_primary
 
 log = logging.getLogger("arner_jax")
@@ -44,14 +40,13 @@ def _fresh_meta() -> dict:
 class Trainer:
     def __init__(self, run: Assembled, devices=None):
         self.run, cfg = run, run.config
-        self.cfg = cfg
-        self.loss_config = LossConfig(name=cfg.loss, var_penalty=cfg.var_penalty, head_reduction=cfg.head_reduction)
+        self.cfg, self.task = cfg, run.task
         self.steps_per_epoch = len(self._plan(0))
         self.total_updates = math.ceil(self.steps_per_epoch * cfg.max_epochs / cfg.grad_accum)
         self.optim = OptimConfig(lr=cfg.learning_rate, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio,
                                  clip_norm=cfg.clip_norm, grad_accum=cfg.grad_accum)
         schedule = lr_schedule(self.optim, self.total_updates)
-        self.bodies = tagger_bodies(run.model.apply, cfg.kind, class_mask(cfg.kind, run.vocab), self.loss_config,
+        self.bodies = StepBodies(self.task.objective(run.model.apply),
                                  learning_rate=lambda step: schedule(step // cfg.grad_accum))
         self.parallel = make_parallel(cfg.parallel, self.bodies, devices)
         self.parallel.check_batch_size(cfg.batch_size)
@@ -64,19 +59,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces
     def _plan(self, epoch: int):
-        r, c = self.run, self.run.config
-        return train_batches(r.splits["train"].windows, c.batch_size, r.max_length, c.seed, epoch, r.pad_id)
+        return self.task.plan(epoch)
 
     def _batch(self, length: int, indices) -> dict:
-        r = self.run
-        local = indices[self.rows]
-        return collate(r.splits["train"].windows, local, self.rows.stop - self.rows.start, length, r.pad_id,
-                       self.cfg.reference_labels)
+        return self.task.batch(length, indices[self.rows], self.rows.stop - self.rows.start)
 
     def _evaluate(self, params, split: str):
-        r, c = self.run, self.cfg
-        return evaluate_split(self.parallel, params, r.splits[split], c.kind, r.vocab, c.eval_batch, r.max_length,
-                              r.pad_id, c.reference_labels)
+        return self.task.evaluate(self.parallel, params, split, self.cfg.eval_batch)
 
     def _scalar(self, tag: str, value: float, step: int) -> None:
         if self.writer is not None:
@@ -117,7 +106,7 @@ class Trainer:
         for b in range(meta["batch"], len(plan)):
             length, indices = plan[b]
             batch = self._batch(length, indices)
-            tokens += int(batch["attention_mask"].sum()) * jax.process_count()
+            tokens += self.task.tokens(batch) * jax.process_count()
             state, metrics = self.parallel.train_step(state, batch, self.dropout_key)
             if pending is not None:  # read the previous step's loss: the device stays one step ahead
                 consume(pending)
@@ -149,8 +138,8 @@ class Trainer:
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(str(run.run_dir / files.TENSORBOARD))
-        log.info("%s run: %d train windows, %d batches of %d per epoch, %d updates, lr %.3g, %s over %d device(s)",
-                 cfg.kind, len(run.splits["train"].windows), self.steps_per_epoch, cfg.batch_size, self.total_updates,
+        log.info("%s run: %d train items, %d batches of %d per epoch, %d updates, lr %.3g, %s over %d device(s)",
+                 cfg.kind, self.task.num_train, self.steps_per_epoch, cfg.batch_size, self.total_updates,
                  cfg.learning_rate, self.parallel.name, self.parallel.num_devices)
         state = self.parallel.put_state(host_state)
         try:

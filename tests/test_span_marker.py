@@ -1,0 +1,206 @@
+"""SpanMarker in JAX: spans, schemes, attention pattern, packing invariance, decoding, the PyTorch
+package's fixture (logits and predictions), and the checkpoint round trip."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from arner_jax.data.schemes import tag_spans, to_iob2
+from arner_jax.data.wojood import parse_wojood
+from arner_jax.span_marker import spans as S
+from tests.conftest import ARABIC_TEXT, shared_path
+
+FIXTURE = ("fixtures", "span_marker_tiny")
+
+
+def test_candidate_spans_order_and_count():
+    got = S.candidate_spans(3, 2).tolist()
+    assert got == [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]]  # start ascending, then end
+    assert len(S.candidate_spans(19, 4)) == 70  # 19 * 4 - 6, the fixture's first case
+    assert len(S.candidate_spans(0, 4)) == 0
+
+
+def test_schemes_to_spans():
+    assert tag_spans(["B-PER", "I-PER", "O", "B-ORG", "B-ORG", "I-GPE"]) == [
+        ("PER", 0, 2), ("ORG", 3, 4), ("ORG", 4, 5), ("GPE", 5, 6)]
+    # IOB1: I- opens an entity after O or another type; B- only separates same-type neighbours
+    assert to_iob2(["I-PER", "I-PER", "B-PER", "I-LOC"]) == ["B-PER", "I-PER", "B-PER", "B-LOC"]
+    # BIOES and BILOU
+    assert tag_spans(["S-PER", "B-ORG", "I-ORG", "E-ORG", "S-ORG"]) == [("PER", 0, 1), ("ORG", 1, 4), ("ORG", 4, 5)]
+    assert tag_spans(["U-PER", "B-ORG", "L-ORG", "U-ORG"]) == [("PER", 0, 1), ("ORG", 1, 3), ("ORG", 3, 4)]
+    with pytest.raises(ValueError, match="X-TYPE"):
+        tag_spans(["X-PER"])
+
+
+def test_reader_converts_other_schemes_and_refuses_them_in_iob2_mode():
+    text = "a S-PER\nb B-ORG\nc E-ORG\nd U-GPE B-ORG\ne L-ORG\n\n"
+    corpus = parse_wojood(text, scheme="any")
+    assert corpus.sentences[0].tags == [["B-PER"], ["B-ORG"], ["I-ORG"], ["B-GPE", "B-ORG"], ["I-ORG"]]
+    with pytest.raises(ValueError, match=r"<string>:1: .*scheme='any'"):
+        parse_wojood(text)
+
+
+def test_gold_spans_flat_and_nested():
+    tags = [["B-ORG"], ["I-ORG", "B-GPE"], ["O"]]
+    assert S.gold_spans(tags, nested=True) == [("ORG", 0, 2), ("GPE", 1, 2)]
+    assert S.gold_spans(tags, nested=False) == [("ORG", 0, 2)]
+
+
+def test_attention_pattern_and_positions():
+    """row_layout against SPEC 7 written out with loops."""
+    from arner_jax.span_marker.model import row_layout
+
+    Tw, K = 6, 3
+    ids = np.array([[2, 10, 11, 12, 3, 0], [2, 13, 3, 0, 0, 0]], np.int32)
+    text_len = np.array([5, 3], np.int32)
+    starts = np.array([[1, 1, 3], [1, 0, 0]], np.int32)
+    ends = np.array([[1, 2, 3], [1, 0, 0]], np.int32)
+    num_spans = np.array([3, 1], np.int32)
+    got_ids, got_pos, got_mask = (np.asarray(x) for x in row_layout(ids, text_len, starts, ends, num_spans, 50, 51, 0))
+    L = Tw + 2 * K
+    for b in range(2):
+        n, k = text_len[b], num_spans[b]
+        kind, slot = {}, {}
+        for i in range(L):
+            if i < n:
+                kind[i] = "text"
+            elif Tw <= i < Tw + k or Tw + K <= i < Tw + K + k:
+                kind[i], slot[i] = "marker", (i - Tw) % K
+            else:
+                kind[i] = "pad"
+        for q in range(L):
+            for key in range(L):
+                want = (kind[q] != "pad" and kind[key] == "text") or (
+                    kind[q] == "marker" and kind[key] == "marker" and slot[q] == slot[key])
+                assert got_mask[b, q, key] == want, (b, q, key)
+        np.testing.assert_array_equal(got_pos[b, :n], np.arange(n) + 2)
+        assert (got_pos[b, n:Tw] == 1).all()
+        np.testing.assert_array_equal(got_pos[b, Tw:Tw + k], starts[b, :k] + 2)
+        np.testing.assert_array_equal(got_pos[b, Tw + K:Tw + K + k], ends[b, :k] + 2)
+        assert (got_pos[b, Tw + k:Tw + K] == 1).all()
+        assert (got_ids[b, Tw:Tw + k] == 50).all() and (got_ids[b, Tw + K:Tw + K + k] == 51).all()
+        assert (got_ids[b, Tw + k:Tw + K] == 0).all()
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """A random span model on a WordPiece tokenizer trained inline (no files)."""
+    import jax
+
+    from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
+    from arner_jax.span_marker import SpanConfig, SpanMarkerModel
+    from arner_jax.span_marker.checkpoint import add_markers
+    from arner_jax.span_marker.model import SpanMarker
+    from arner_jax.train.assemble import init_params
+
+    tok = train_wordpiece_tokenizer(ARABIC_TEXT, vocab_size=200)
+    start, end = add_markers(tok)
+    enc = small_bert_config(len(tok), hidden_size=32, num_layers=2, num_heads=4, max_positions=64)
+    span = SpanConfig(["O", "GPE", "ORG", "PERS"], marker_max_length=16, entity_max_length=4, model_max_length=24)
+    params = init_params(SpanMarker(enc, 4, start, end), 0)
+    # A larger classifier so that predictions are not all O.
+    params = jax.tree.map(np.asarray, params)
+    params["classifier"]["kernel"] = params["classifier"]["kernel"] * 200
+    return SpanMarkerModel(enc, span, params, tok)
+
+
+def _logits_for(model, words, slots, text_width, companions=()):
+    """Logits of `words`' spans packed `slots` per row, text padded to `text_width`, with other rows."""
+    tok = S.tokenize(model.tokenizer, words)
+    pieces = S.make_pieces(tok, 0, model.max_tokens, model.config.entity_max_length)
+    for j, other in enumerate(companions, start=1):
+        pieces += S.make_pieces(S.tokenize(model.tokenizer, other), j, model.max_tokens, 4)
+    rows = S.pack_rows(pieces, slots)
+    order = list(range(len(rows)))[::-1]  # rows in reverse: row position in the batch changes
+    batch = S.collate_rows(pieces, rows, order, len(rows) + 1, text_width, slots, 0)
+    out = np.asarray(model._apply(model.params, batch))
+    got = [None] * len(rows)
+    for r, i in enumerate(order):
+        got[i] = {"logits": out[r]}
+    return S.per_text(pieces, rows, got, 1 + len(companions))[0]
+
+
+def test_span_logits_do_not_depend_on_packing(tiny_model):
+    words = ARABIC_TEXT[2].split()
+    spans_a, a = _logits_for(tiny_model, words, slots=64, text_width=24)
+    spans_b, b = _logits_for(tiny_model, words, slots=5, text_width=32, companions=[ARABIC_TEXT[0].split()])
+    np.testing.assert_array_equal(spans_a, spans_b)
+    assert len(spans_a) == len(S.candidate_spans(len(words), 4))
+    np.testing.assert_allclose(a["logits"], b["logits"], atol=2e-5, rtol=1e-5)
+
+
+def test_long_texts_are_windowed_and_every_span_scored_once(tiny_model):
+    words = " ".join(ARABIC_TEXT[:4]).split()  # far more than model_max_length 24 tokens
+    tok = S.tokenize(tiny_model.tokenizer, words)
+    pieces = S.make_pieces(tok, 0, tiny_model.max_tokens, 4)
+    assert len(pieces) >= 2 and all(len(p) <= tiny_model.max_tokens for p in pieces)
+    scored = np.concatenate([p.spans for p in pieces])
+    assert len({tuple(s) for s in scored.tolist()}) == len(scored)  # once each
+    np.testing.assert_array_equal(scored, S.candidate_spans(len(words), 4))  # all, in order
+    cut = S.make_pieces(tok, 0, tiny_model.max_tokens, 4, truncate=True)  # SpanMarker's behaviour
+    assert len(cut) == 1 and cut[0].spans[:, 1].max() < len(words)
+    got = tiny_model.predict(words)
+    assert got and max(e["word_end_index"] for e in got) > cut[0].spans[:, 1].max()
+
+
+def test_flat_and_nested_decoding():
+    spans = np.array([[0, 3], [1, 2], [2, 4], [0, 1], [4, 5], [3, 5]])
+    labels = np.array([1, 2, 3, 1, 2, 0])
+    scores = np.array([0.9, 0.8, 0.85, 0.7, 0.6, 0.99])
+    # flat: 0-3 (0.9) takes words 0..2; 2-4 overlaps; 1-2 and 0-1 overlap; 4-5 free; O never kept
+    assert S.decode(spans, labels, scores) == [(0, 3, 1, 0.9), (4, 5, 2, 0.6)]
+    # nested: 2-4 crosses 0-3 (rejected); 1-2 inside 0-3 (kept); 0-1 inside 0-3, but same class 1 (rejected)
+    assert S.decode(spans, labels, scores, nested=True) == [(0, 3, 1, 0.9), (1, 2, 2, 0.8), (4, 5, 2, 0.6)]
+    assert S.decode(spans, labels, scores, nested=True, threshold=0.7) == [(0, 3, 1, 0.9), (1, 2, 2, 0.8)]
+    tags = S.entities_to_tags([(0, 3, 1, 0.9), (1, 2, 2, 0.8)], 4, ["O", "ORG", "GPE"])
+    assert tags == [["B-ORG"], ["I-ORG", "B-GPE"], ["I-ORG"], ["O"]]
+
+
+def _fixture_cases():
+    return json.loads(shared_path(*FIXTURE, "expected.json").read_text(encoding="utf-8"))["cases"]
+
+
+def test_pytorch_span_marker_fixture_logits_and_predictions():
+    pytest.importorskip("torch")  # the fixture's weights are pytorch_model.bin
+    from arner_jax.span_marker import SpanMarkerModel
+
+    model = SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model"), truncate=True)
+    assert model.start_id == 1500 and model.end_id == 1501 and model.encoder.vocab_size == 1504
+    worst = 0.0
+    for case in _fixture_cases():
+        (spans, logits), = model.span_logits([case["input"]])
+        expected = np.asarray(case["span_logits"])
+        assert logits.shape == expected.shape
+        worst = max(worst, float(np.abs(logits - expected).max()))
+        got = model.predict(case["input"])
+        assert [{k: v for k, v in e.items() if k != "score"} for e in got] == \
+               [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]
+        np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in case["predictions"]], atol=1e-4)
+    assert worst < 1e-4, worst
+
+
+def test_roundtrip_export_matches_fixture_layout(tmp_path):
+    pytest.importorskip("torch")
+    from arner_jax.encoders.hf_weights import read_state_dict
+    from arner_jax.span_marker import SpanMarkerModel
+
+    src = shared_path(*FIXTURE, "model")
+    model = SpanMarkerModel.from_pretrained(src, truncate=True)
+    out = model.save_pretrained(tmp_path / "exported")
+    back = SpanMarkerModel.from_pretrained(out, truncate=True)
+    texts = [c["input"] for c in _fixture_cases()]
+    for (sa, la), (sb, lb) in zip(model.span_logits(texts), back.span_logits(texts)):
+        np.testing.assert_array_equal(sa, sb)
+        np.testing.assert_array_equal(la, lb)
+    theirs, ours = (json.loads((d / "config.json").read_text(encoding="utf-8")) for d in (src, out))
+    assert set(ours) == set(theirs)
+    assert set(ours["encoder"]) >= {"model_type", "vocab_size", "hidden_size", "num_hidden_layers", "id2label"}
+    for key in ("model_type", "id2label", "label2id", "id2reduced_id", "marker_max_length", "entity_max_length",
+                "model_max_length", "vocab_size"):
+        assert ours[key] == theirs[key], key
+    want = {k: v.shape for k, v in read_state_dict(src).items() if not k.startswith("encoder.pooler")}
+    got = {k: v.shape for k, v in read_state_dict(out).items()}
+    assert got == want
+    assert json.loads((out / "added_tokens.json").read_text()) == json.loads((src / "added_tokens.json").read_text())
