@@ -1,8 +1,9 @@
 """Run by tests/test_parallel.py in a fresh process with 4 fake CPU devices (XLA_FLAGS set there).
 
 Trains a tiny nested tagger for a few steps with the same global batches on 1, 2 and 4 devices
-under both data-parallel wrappers (and with gradient accumulation), and prints, as JSON, each
-run's losses and its largest parameter and prediction difference from the one-device pmap run.
+under both data-parallel wrappers (and with gradient accumulation), and a tiny span model on 1,
+2 and 4 devices, and prints, as JSON, each run's losses and its largest parameter and prediction
+difference from the one-device pmap run.
 """
 from __future__ import annotations
 
@@ -74,12 +75,72 @@ def main():
                                 zip(jax.tree.leaves(final), jax.tree.leaves(params))),
             "same_predictions": bool((pred == base[2]).all()),
         }
+    report.update(span_runs())
     try:
         make_parallel("pmap", bodies, jax.devices()[:4]).check_batch_size(6)
         report["uneven_error"] = None
     except ValueError as err:
         report["uneven_error"] = str(err)
     json.dump(report, sys.stdout)
+
+
+def span_batches(n, slots=6, seed=1):
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        text_len = rng.integers(4, L + 1, B).astype(np.int32)
+        text_len[-1] = 0  # a padding row
+        ids = np.where(np.arange(L)[None] < text_len[:, None], rng.integers(5, VOCAB - 2, (B, L)), 0)
+        num_spans = np.minimum(rng.integers(1, slots + 1, B), text_len).astype(np.int32)
+        starts = rng.integers(1, 4, (B, slots)).astype(np.int32)
+        ends = starts + rng.integers(0, 3, (B, slots)).astype(np.int32)
+        mask = (np.arange(slots)[None] < num_spans[:, None]).astype(np.float32)
+        out.append({"input_ids": ids.astype(np.int32), "text_len": text_len, "starts": starts, "ends": ends,
+                    "num_spans": num_spans, "labels": rng.integers(0, 4, (B, slots)).astype(np.int32),
+                    "label_mask": mask})
+    return out
+
+
+def span_runs():
+    """The span model's steps (cross-entropy over real spans) on 1, 2 and 4 devices."""
+    from arner_jax.span_marker.model import SpanMarker, SpanObjective
+    from arner_jax.train.parallel import StepBodies
+
+    cfg = small_bert_config(VOCAB, hidden_size=32, num_layers=2, num_heads=2, max_positions=L + 2).replace(
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = SpanMarker(cfg, 4, VOCAB - 2, VOCAB - 1, dropout=0.0)
+    data = span_batches(3)
+    b0 = data[0]
+    params = jax.device_get(model.init(jax.random.PRNGKey(0), b0["input_ids"], b0["text_len"], b0["starts"],
+                                       b0["ends"], b0["num_spans"])["params"])
+    bodies = StepBodies(SpanObjective(model.apply))
+    runs = {}
+    for wrapper, n in (("pmap", 1), ("pmap", 2), ("pmap", 4), ("shard_map", 4)):
+        par = make_parallel(wrapper, bodies, jax.devices()[:n])
+        state = par.put_state(TrainState.create(apply_fn=model.apply, params=params,
+                                                tx=make_optimizer(OptimConfig(lr=1e-3), 3)))
+        losses, compiles = [], []
+        for b in data:
+            with CompileCounter() as counter:
+                state, metrics = par.train_step(state, b, jax.random.PRNGKey(1))
+                losses.append(float(metrics["loss"]))
+            compiles.append(counter.count)
+        final = par.get_state(state).params
+        pred, eval_loss = par.eval_step(par.put_params(final), data[0])
+        runs[f"span/{wrapper}/{n}"] = (losses, final, pred, float(eval_loss), compiles)
+    report = {}
+    base = runs["span/pmap/1"]
+    for name, (losses, final, pred, eval_loss, compiles) in runs.items():
+        report[name] = {
+            "losses": losses, "eval_loss": eval_loss, "compiles_per_step": compiles,
+            "max_param_diff": max(float(np.abs(a - b).max()) for a, b in
+                                  zip(jax.tree.leaves(final), jax.tree.leaves(base[1]))),
+            "param_change": max(float(np.abs(a - b).max()) for a, b in
+                                zip(jax.tree.leaves(final), jax.tree.leaves(params))),
+            "same_predictions": bool((pred["label"] == base[2]["label"]).all()
+                                     and np.allclose(pred["score"], base[2]["score"], atol=1e-5)),
+        }
+    return report
 
 
 if __name__ == "__main__":

@@ -35,11 +35,20 @@ def test_same_losses_and_parameters_on_any_device_count(report, wrapper, accum, 
     assert run["same_predictions"]
 
 
+@pytest.mark.parametrize("name", ["span/pmap/2", "span/pmap/4", "span/shard_map/4"])
+def test_span_model_trains_the_same_on_any_device_count(report, name):
+    run, base = report[name], report["span/pmap/1"]
+    assert run["losses"] == pytest.approx(base["losses"], rel=2e-6)
+    assert run["eval_loss"] == pytest.approx(base["eval_loss"], rel=2e-6)
+    assert run["max_param_diff"] < 1e-5 and run["param_change"] > 1e-3
+    assert run["same_predictions"]
+
+
 def test_each_step_compiles_once(report):
     for name, run in report.items():
         if isinstance(run, dict):
             assert run["compiles_per_step"][0] >= 1, name
-            assert run["compiles_per_step"][1:] == [0, 0, 0], name
+            assert not any(run["compiles_per_step"][1:]), name
 
 
 def test_gradient_accumulation_updates_every_k_steps(report):

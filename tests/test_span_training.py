@@ -1,0 +1,110 @@
+"""Span models through the shared trainer: runs, their predictions, loading them back, export."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from arner_jax.data.synthetic import write_synthetic_corpus
+from arner_jax.metrics import read_tagged_file
+from arner_jax.span_marker import spans as S
+from arner_jax.train import cli
+from experiments import wikiann_span_marker, wojood_span_nested
+from tests.test_training_run import tiny_model  # noqa: F401 - the shared tiny BERT folder fixture
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return write_synthetic_corpus(tmp_path_factory.mktemp("span_corpus"), seed=4,
+                                  sizes={"train": 240, "val": 40, "test": 40})
+
+
+def span_args(corpus, model, out, *extra):
+    return ["--output_path", str(out), "--train_path", str(corpus["train"]), "--val_path", str(corpus["val"]),
+            "--test_path", str(corpus["test"]), "--bert_model", str(model), "--max_length", "62",
+            "--marker_max_length", "32", "--lr", "2e-3", "--log_every", "100000", "--no_compilation_cache", *extra]
+
+
+@pytest.fixture(scope="module")
+def nested_run(corpus, tiny_model, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("span_nested") / "run"
+    metrics = cli.main(span_args(corpus, tiny_model, out, "--max_epochs", "4", "--batch_size", "8", "--lr", "4e-3"),
+                       default_kind="span_nested", kinds=("span_nested", "span_flat"),
+                       defaults=wojood_span_nested.DEFAULTS)
+    return out, metrics
+
+
+def test_nested_span_run_learns_and_scores_nested(nested_run):
+    out, metrics = nested_run
+    assert metrics["kind"] == "span_nested" and metrics["val"]["mode"] == "nested"
+    losses = [h["train_loss"] for h in metrics["history"]]
+    assert losses[-1] < losses[0] and all(np.isfinite(losses))
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["span"]["labels"][0] == "O" and saved["span"]["entity_max_length"] == 12
+    assert saved["encoder"]["vocab_size"] % 8 == 0  # markers appended, padded to a multiple of 8
+    assert metrics["timing"]["epochs"][1]["compilations"] == 0
+
+
+def test_loaded_run_predicts_what_the_run_wrote(nested_run, corpus):
+    """SpanMarkerModel.from_pretrained(run folder) + nested predict == the run's predictions_val.txt."""
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.span_marker import SpanMarkerModel
+
+    out, _ = nested_run
+    model = SpanMarkerModel.from_pretrained(out)
+    sentences = read_wojood(corpus["val"]).sentences
+    written = read_tagged_file(out / "predictions_val.txt").sentences
+    found = 0
+    for sentence, expected in zip(sentences, written):
+        records = model.predict(sentence.words, nested=True)
+        entities = [(r["word_start_index"], r["word_end_index"], model.labels.index(r["label"]), r["score"])
+                    for r in records]
+        found += len(entities)
+        assert S.entities_to_tags(entities, len(sentence), model.labels) == expected.tags
+    assert found > 0
+
+
+def test_export_to_span_marker_layout_and_back(nested_run, tmp_path):
+    from arner_jax.convert.__main__ import main as convert
+    from arner_jax.span_marker import SpanMarkerModel
+
+    out, _ = nested_run
+    assert convert(["to-span-marker", "--model_path", str(out), "--output_path", str(tmp_path / "sm"),
+                    "--verify"]) == 0
+    config = json.loads((tmp_path / "sm" / "config.json").read_text())
+    assert config["model_type"] == "span-marker" and config["encoder"]["model_type"] == "bert"
+    assert (tmp_path / "sm" / "model.safetensors").is_file() and (tmp_path / "sm" / "tokenizer.json").is_file()
+    words = ["مجلس", "الأمن", "الدولي", "يعقد", "جلسة"]
+    a = SpanMarkerModel.from_pretrained(out).span_logits([words])[0][1]
+    b = SpanMarkerModel.from_pretrained(tmp_path / "sm").span_logits([words])[0][1]
+    np.testing.assert_array_equal(a, b)
+    assert convert(["to-pytorch", "--model_path", str(out), "--output_path", str(tmp_path / "pt")]) == 2
+
+
+def test_flat_span_run_with_wikiann_defaults(corpus, tiny_model, tmp_path):  # noqa: F811
+    metrics = cli.main(span_args(corpus, tiny_model, tmp_path / "flat", "--max_epochs", "1", "--parallel",
+                                 "shard_map"),
+                       default_kind="span_flat", kinds=("span_flat", "span_nested"),
+                       defaults=wikiann_span_marker.DEFAULTS)
+    assert metrics["kind"] == "span_flat" and metrics["val"]["mode"] == "flat"
+    saved = json.loads((tmp_path / "flat" / "config.json").read_text())["run"]
+    assert (saved["batch_size"], saved["grad_accum"], saved["warmup_ratio"], saved["entity_max_length"]) == \
+           (4, 2, 0.1, 30)
+    with pytest.raises(SystemExit):  # tagger-only flags are not offered by the span experiments
+        cli.main(["--loss", "dice"], default_kind="span_flat", kinds=("span_flat",))
+
+
+def test_datasets_folder_becomes_wojood_files(tmp_path):
+    from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+    from arner_jax.data.hf_datasets import save_dataset_splits
+    from arner_jax.data.wojood import read_wojood
+
+    names = ["O", "S-PER", "B-ORG", "E-ORG"]  # BIOES class names, as some hub datasets have
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
+    rows = {"tokens": [["زار", "محمد", "بنك", "فلسطين"]], "ner_tags": [[0, 1, 2, 3]]}
+    data = DatasetDict({s: Dataset.from_dict(rows, features=features) for s in ("train", "validation", "test")})
+    data.save_to_disk(str(tmp_path / "saved"))
+    paths = save_dataset_splits(str(tmp_path / "saved"), tmp_path / "files")
+    assert read_wojood(paths["val"]).sentences[0].tags == [["O"], ["B-PER"], ["B-ORG"], ["I-ORG"]]
