@@ -69,3 +69,21 @@ def tiny_bert_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_bert")
     save_tiny_hf_model(folder, "bert")
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory):
+    """A random tiny BERT with a WordPiece tokenizer (saved once: every run uses the same one)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from arner_jax.data.synthetic import generate_sentences
+    from arner_jax.encoders import train_wordpiece_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tok = train_wordpiece_tokenizer([" ".join(s.words) for s in generate_sentences(300, seed=5)], vocab_size=400)
+    tok.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(str(folder))
+    return folder

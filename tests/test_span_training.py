@@ -11,7 +11,6 @@ from arner_jax.metrics import read_tagged_file
 from arner_jax.span_marker import spans as S
 from arner_jax.train import cli
 from experiments import wikiann_span_marker, wojood_span_nested
-from tests.test_training_run import tiny_model  # noqa: F401 - the shared tiny BERT folder fixture
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +26,9 @@ def span_args(corpus, model, out, *extra):
 
 
 @pytest.fixture(scope="module")
-def nested_run(corpus, tiny_model, tmp_path_factory):  # noqa: F811
+def nested_run(corpus, tiny_bert, tmp_path_factory):
     out = tmp_path_factory.mktemp("span_nested") / "run"
-    metrics = cli.main(span_args(corpus, tiny_model, out, "--max_epochs", "4", "--batch_size", "8", "--lr", "4e-3"),
+    metrics = cli.main(span_args(corpus, tiny_bert, out, "--max_epochs", "4", "--batch_size", "8", "--lr", "4e-3"),
                        default_kind="span_nested", kinds=("span_nested", "span_flat"),
                        defaults=wojood_span_nested.DEFAULTS)
     return out, metrics
@@ -82,8 +81,8 @@ def test_export_to_span_marker_layout_and_back(nested_run, tmp_path):
     assert convert(["to-pytorch", "--model_path", str(out), "--output_path", str(tmp_path / "pt")]) == 2
 
 
-def test_flat_span_run_with_wikiann_defaults(corpus, tiny_model, tmp_path):  # noqa: F811
-    metrics = cli.main(span_args(corpus, tiny_model, tmp_path / "flat", "--max_epochs", "1", "--parallel",
+def test_flat_span_run_with_wikiann_defaults(corpus, tiny_bert, tmp_path):
+    metrics = cli.main(span_args(corpus, tiny_bert, tmp_path / "flat", "--max_epochs", "1", "--parallel",
                                  "shard_map"),
                        default_kind="span_flat", kinds=("span_flat", "span_nested"),
                        defaults=wikiann_span_marker.DEFAULTS)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from arner_jax.data.synthetic import generate_sentences, write_synthetic_corpus
+from arner_jax.data.synthetic import write_synthetic_corpus
 from arner_jax.train import cli
 from tests.conftest import REPO
 
@@ -21,23 +21,6 @@ from tests.conftest import REPO
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
     return write_synthetic_corpus(folder, seed=3, sizes={"train": 1200, "val": 80, "test": 80})
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    """A random tiny BERT with a WordPiece tokenizer (saved once: every run uses the same one)."""
-    import torch
-    from transformers import BertConfig, BertModel
-
-    from arner_jax.encoders import train_wordpiece_tokenizer
-
-    folder = tmp_path_factory.mktemp("tiny_model")
-    tok = train_wordpiece_tokenizer([" ".join(s.words) for s in generate_sentences(300, seed=5)], vocab_size=400)
-    tok.save_pretrained(str(folder))
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(str(folder))
-    return folder
 
 
 def run_args(corpus, model, out, *extra):
@@ -68,22 +51,22 @@ EPOCHS, STEPS_PER_EPOCH = 3, 300  # 1200 training sentences (one window each) in
 
 
 @pytest.fixture(scope="module")
-def straight_run(corpus, tiny_model, tmp_path_factory):
+def straight_run(corpus, tiny_bert, tmp_path_factory):
     """An uninterrupted run; it also fills a persistent compilation cache for the runs below."""
     folder = tmp_path_factory.mktemp("straight")
     common = ["--max_epochs", str(EPOCHS), "--compilation_cache", str(folder / "jax_cache")]
-    proc = spawn(run_args(corpus, tiny_model, folder / "run", *common), folder / "out.txt")
+    proc = spawn(run_args(corpus, tiny_bert, folder / "run", *common), folder / "out.txt")
     assert proc.wait(timeout=600) == 0, (folder / "out.txt").read_text()[-3000:]
     return folder / "run", common
 
 
 @pytest.mark.parametrize("when", ["after_epoch_1", "mid_epoch_2"])
-def test_killed_run_resumes_to_the_same_metrics(corpus, tiny_model, straight_run, tmp_path, when):
+def test_killed_run_resumes_to_the_same_metrics(corpus, tiny_bert, straight_run, tmp_path, when):
     straight, common = straight_run
     extra = ["--checkpoint_every", "70"] if when == "mid_epoch_2" else []
     wanted = (lambda s: s > STEPS_PER_EPOCH and s % STEPS_PER_EPOCH) if extra else (lambda s: s == STEPS_PER_EPOCH)
     killed_dir = tmp_path / "killed"
-    proc = spawn(run_args(corpus, tiny_model, killed_dir, *common, *extra), tmp_path / "killed.out")
+    proc = spawn(run_args(corpus, tiny_bert, killed_dir, *common, *extra), tmp_path / "killed.out")
     deadline = time.time() + 600
     while not any(wanted(s) for s in complete_checkpoints(killed_dir / "checkpoints" / "latest")):
         assert proc.poll() is None, "the run ended before the checkpoint: " + (tmp_path / "killed.out").read_text()[-3000:]
@@ -93,7 +76,7 @@ def test_killed_run_resumes_to_the_same_metrics(corpus, tiny_model, straight_run
     assert proc.wait() == -signal.SIGKILL
     assert not (killed_dir / "metrics.json").exists(), "killed too late: the run had finished"
 
-    resumed = spawn(run_args(corpus, tiny_model, killed_dir, *common, *extra, "--resume"), tmp_path / "resumed.out")
+    resumed = spawn(run_args(corpus, tiny_bert, killed_dir, *common, *extra, "--resume"), tmp_path / "resumed.out")
     assert resumed.wait(timeout=600) == 0, (tmp_path / "resumed.out").read_text()[-3000:]
     a = json.loads((straight / "metrics.json").read_text())
     b = json.loads((killed_dir / "metrics.json").read_text())
@@ -111,9 +94,9 @@ def test_killed_run_resumes_to_the_same_metrics(corpus, tiny_model, straight_run
     assert b["timing"]["epochs"][0]["compilation_cache_hits"] > 0
 
 
-def test_second_epoch_compiles_nothing_new_and_run_folder(corpus, tiny_model, tmp_path):
+def test_second_epoch_compiles_nothing_new_and_run_folder(corpus, tiny_bert, tmp_path):
     out = tmp_path / "run"
-    metrics = cli.main(run_args(corpus, tiny_model, out, "--max_epochs", "2", "--no_compilation_cache",
+    metrics = cli.main(run_args(corpus, tiny_bert, out, "--max_epochs", "2", "--no_compilation_cache",
                                 "--patience", "5"))
     epochs = metrics["timing"]["epochs"]
     assert epochs[0]["compilations"] > 0  # the counter sees compilations at all
@@ -128,26 +111,26 @@ def test_second_epoch_compiles_nothing_new_and_run_folder(corpus, tiny_model, tm
     assert [h["epoch"] for h in metrics["history"]] == [1, 2]
 
 
-def test_non_empty_folder_is_refused_without_overwrite_or_resume(corpus, tiny_model, tmp_path):
+def test_non_empty_folder_is_refused_without_overwrite_or_resume(corpus, tiny_bert, tmp_path):
     out = tmp_path / "busy"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
     with pytest.raises(SystemExit, match="not empty"):
-        cli.main(run_args(corpus, tiny_model, out, "--max_epochs", "1", "--no_compilation_cache"))
+        cli.main(run_args(corpus, tiny_bert, out, "--max_epochs", "1", "--no_compilation_cache"))
     assert (out / "notes.txt").read_text() == "keep me"
     with pytest.raises(SystemExit, match="nothing to resume"):
-        cli.main(run_args(corpus, tiny_model, tmp_path / "new", "--resume", "--no_compilation_cache"))
+        cli.main(run_args(corpus, tiny_bert, tmp_path / "new", "--resume", "--no_compilation_cache"))
 
 
-def test_non_finite_loss_stops_the_run_naming_the_step(corpus, tiny_model, tmp_path):
+def test_non_finite_loss_stops_the_run_naming_the_step(corpus, tiny_bert, tmp_path):
     with pytest.raises(FloatingPointError, match=r"at step \d+ \(epoch 1, batch \d+\)"):
-        cli.main(run_args(corpus, tiny_model, tmp_path / "nan", "--max_epochs", "1", "--no_compilation_cache",
+        cli.main(run_args(corpus, tiny_bert, tmp_path / "nan", "--max_epochs", "1", "--no_compilation_cache",
                           "--lr", "1e30"))
 
 
 @pytest.mark.parametrize("kind", ["flat", "mtn"])
-def test_flat_kinds_train_and_score_flat(corpus, tiny_model, tmp_path, kind):
-    metrics = cli.main(run_args(corpus, tiny_model, tmp_path / kind, "--max_epochs", "1", "--no_compilation_cache",
+def test_flat_kinds_train_and_score_flat(corpus, tiny_bert, tmp_path, kind):
+    metrics = cli.main(run_args(corpus, tiny_bert, tmp_path / kind, "--max_epochs", "1", "--no_compilation_cache",
                                 "--kind", kind), default_kind="flat", kinds=("flat", "mtn"))
     assert metrics["val"]["mode"] == "flat" and metrics["kind"] == kind
     lines = (tmp_path / kind / "predictions_val.txt").read_text().splitlines()
@@ -156,10 +139,10 @@ def test_flat_kinds_train_and_score_flat(corpus, tiny_model, tmp_path, kind):
     assert np.isfinite(metrics["val"]["loss"])
 
 
-def test_bfloat16_shard_map_accumulation_and_warmup(corpus, tiny_model, tmp_path):
+def test_bfloat16_shard_map_accumulation_and_warmup(corpus, tiny_bert, tmp_path):
     """The other switches together: bfloat16 compute, the shard_map wrapper, accumulation, warmup, F1 selection."""
     out = tmp_path / "bf16"
-    metrics = cli.main(run_args(corpus, tiny_model, out, "--max_epochs", "2", "--no_compilation_cache",
+    metrics = cli.main(run_args(corpus, tiny_bert, out, "--max_epochs", "2", "--no_compilation_cache",
                                 "--dtype", "bfloat16", "--parallel", "shard_map", "--grad_accum", "2",
                                 "--warmup_ratio", "0.1", "--select_by", "f1"))
     assert metrics["timing"]["parallel"] == "shard_map" and metrics["select_by"] == "f1"
