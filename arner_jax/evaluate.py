@@ -1,7 +1,8 @@
 """Scoring a trained run folder on labelled files: `python -m arner_jax.evaluate`.
 
-Owns: the command line around `train.evaluation.evaluate_split` (the same code the training loop
-scores with): for each file, the Wojood metrics printed and written, with its predictions.txt.
+Owns: the command line around the evaluation the training loop scores with
+(`train.evaluation.evaluate_split` for taggers, `span_marker.task.SpanTask.evaluate` for span
+models): for each file, the Wojood metrics printed and written, with its predictions.txt.
 
     python -m arner_jax.evaluate --model_path runs/nested --data_paths val.txt test.txt
     # -> runs/nested/eval/<file stem>/{predictions.txt, metrics.json}
@@ -26,26 +27,40 @@ def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], out
     """Metrics of the run's kept model on each Wojood file; predictions and metrics written per file."""
     from arner_jax.train.assemble import load_run
     from arner_jax.train.evaluation import Split, evaluate_split
-    from arner_jax.train.parallel import PmapParallel, tagger_bodies
+    from arner_jax.train.parallel import PmapParallel, StepBodies, tagger_bodies
 
     run = load_run(model_path)
-    loss = LossConfig(name=run.config.loss, var_penalty=run.config.var_penalty,
-                      head_reduction=run.config.head_reduction)
     import jax
 
     devices = jax.local_devices()
     batch_size = batch_size or run.config.eval_batch  # the training eval batches: the same loss
     batch_size = -(-batch_size // len(devices)) * len(devices)  # a multiple of the device count
-    parallel = PmapParallel(tagger_bodies(run.model.apply, run.kind, class_mask(run.kind, run.vocab), loss), devices)
+    if run.span is not None:
+        from arner_jax.span_marker.model import SpanObjective
+        from arner_jax.span_marker.task import SpanTask, encode_split
+
+        bodies = StepBodies(SpanObjective(run.model.apply))
+    else:
+        loss = LossConfig(name=run.config.loss, var_penalty=run.config.var_penalty,
+                          head_reduction=run.config.head_reduction)
+        bodies = tagger_bodies(run.model.apply, run.kind, class_mask(run.kind, run.vocab), loss)
+    parallel = PmapParallel(bodies, devices)
     params = parallel.put_params(run.params)
     out_root = Path(output_path) if output_path else Path(model_path) / "eval"
     results = {}
     for path in map(Path, data_paths):
-        corpus = read_wojood(path)
-        run.vocab.check_corpus(corpus)
-        windows, _ = encode_sentences(corpus.sentences, run.tokenizer, run.vocab, label_layout(run.kind), run.max_length)
-        res = evaluate_split(parallel, params, Split(path.stem, corpus, windows), run.kind, run.vocab, batch_size,
-                             run.max_length, int(run.tokenizer.pad_token_id), run.config.reference_labels)
+        corpus = read_wojood(path, run.config.tag_scheme)
+        if run.span is not None:
+            split = encode_split(path.stem, corpus, run.tokenizer, run.span, run.max_length, run.kind == "span_nested")
+            task = SpanTask(run.config, run.span, {path.stem: split}, run.max_length, int(run.tokenizer.pad_token_id))
+            res = task.evaluate(parallel, params, path.stem, batch_size)
+        else:
+            run.vocab.check_corpus(corpus)
+            windows, _ = encode_sentences(corpus.sentences, run.tokenizer, run.vocab, label_layout(run.kind),
+                                          run.max_length)
+            res = evaluate_split(parallel, params, Split(path.stem, corpus, windows), run.kind, run.vocab,
+                                 batch_size, run.max_length, int(run.tokenizer.pad_token_id),
+                                 run.config.reference_labels)
         folder = out_root / path.stem
         folder.mkdir(parents=True, exist_ok=True)
         write_predictions(folder / "predictions.txt", corpus.sentences, res.tags)

@@ -204,3 +204,40 @@ def test_roundtrip_export_matches_fixture_layout(tmp_path):
     got = {k: v.shape for k, v in read_state_dict(out).items()}
     assert got == want
     assert json.loads((out / "added_tokens.json").read_text()) == json.loads((src / "added_tokens.json").read_text())
+
+
+_PYTORCH_SIDE = """
+import json, sys
+from span_marker import SpanMarkerModel
+model = SpanMarkerModel.from_pretrained(sys.argv[1]).eval()
+print(json.dumps([model.predict(x) for x in json.loads(sys.argv[2])], ensure_ascii=False))
+"""
+
+
+def test_pytorch_span_marker_package_loads_our_export(tmp_path):
+    """The PyTorch package itself loads a folder we wrote and predicts what the fixture says.
+
+    span_marker 1.8.1 needs transformers 4.x, so it runs in another environment:
+    ARNER_SPAN_MARKER_PYTHON=/path/to/python (with `pip install span_marker==1.8.1
+    transformers==4.57.6 torch`).
+    """
+    import os
+    import subprocess
+
+    python = os.environ.get("ARNER_SPAN_MARKER_PYTHON")
+    if not python:
+        pytest.skip("set ARNER_SPAN_MARKER_PYTHON to a python with span_marker 1.8.1 (transformers 4.x) installed")
+    pytest.importorskip("torch")
+    from arner_jax.span_marker import SpanMarkerModel
+
+    SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model")).save_pretrained(tmp_path / "ours")
+    cases = _fixture_cases()
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    out = subprocess.run([python, "-c", _PYTORCH_SIDE, str(tmp_path / "ours"),
+                          json.dumps([c["input"] for c in cases], ensure_ascii=False)],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    for records, case in zip(got, cases):
+        assert [{k: v for k, v in e.items() if k != "score"} for e in records] == \
+               [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]

@@ -107,3 +107,12 @@ def test_datasets_folder_becomes_wojood_files(tmp_path):
     data.save_to_disk(str(tmp_path / "saved"))
     paths = save_dataset_splits(str(tmp_path / "saved"), tmp_path / "files")
     assert read_wojood(paths["val"]).sentences[0].tags == [["O"], ["B-PER"], ["B-ORG"], ["I-ORG"]]
+
+
+def test_evaluate_cli_scores_a_span_run_like_training(nested_run, corpus, tmp_path):
+    from arner_jax.evaluate import evaluate_files
+
+    out, metrics = nested_run
+    got = evaluate_files(out, [corpus["val"]], tmp_path / "eval")[str(corpus["val"])]
+    assert got["f1"] == pytest.approx(metrics["val"]["f1"]) and got["mode"] == "nested"
+    assert (tmp_path / "eval" / "val" / "predictions.txt").read_text() == (out / "predictions_val.txt").read_text()

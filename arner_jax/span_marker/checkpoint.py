@@ -175,16 +175,33 @@ def _encoder_tags(encoder: EncoderConfig, labels: list[str]) -> list[str]:
     return ["O"] + [f"{p}-{t}" for t in labels if t != "O" for p in "BI"]
 
 
+ENCODER_DIR = "encoder"
+
+
 def write_span_marker(out_dir: str | Path, encoder: EncoderConfig, span: SpanConfig, params: dict, tokenizer,
                       name_or_path: str = "") -> Path:
-    """Write a SpanMarker folder: config.json, model.safetensors, tokenizer files (markers added)."""
+    """Write a SpanMarker folder: config.json, model.safetensors, tokenizer files (markers added).
+
+    The PyTorch package rebuilds the encoder from `AutoConfig.from_pretrained(encoder._name_or_path)`
+    and reads its tokenizer from there too. `name_or_path` is recorded when given (the hub id
+    of the base encoder: the folder then loads anywhere with hub access); otherwise the encoder's
+    config and tokenizer are also written to `encoder/` and its absolute path is recorded, which
+    loads offline on this machine (after moving the folder, edit that path or pass a hub id).
+    """
     out = Path(out_dir)
     state = params_to_hf(params["encoder"], encoder, prefix="encoder.")
     state["classifier.weight"] = np.asarray(params["classifier"]["kernel"], np.float32).T
     state["classifier.bias"] = np.asarray(params["classifier"]["bias"], np.float32)
-    config = span_marker_config(encoder, span, name_or_path or str(out.resolve()))
-    write_hf_folder(out, state, config)
     tokenizer.model_max_length = span.model_max_length
+    if not name_or_path:
+        sub = out / ENCODER_DIR
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / "config.json").write_text(json.dumps(hf_config_dict(encoder), indent=2, sort_keys=True) + "\n",
+                                         encoding="utf-8")
+        tokenizer.save_pretrained(str(sub))
+        name_or_path = str(sub.resolve())
+    config = span_marker_config(encoder, span, name_or_path)
+    write_hf_folder(out, state, config)
     tokenizer.save_pretrained(str(out))
     start, end = tokenizer.convert_tokens_to_ids(list(MARKERS))
     (out / "added_tokens.json").write_text(json.dumps({MARKERS[0]: start, MARKERS[1]: end}, indent=2) + "\n",
