@@ -37,6 +37,9 @@ def main(argv=None) -> int:
     spans = sub.add_parser("to-span-marker", help="export a span run's kept model in span_marker's layout")
     spans.add_argument("--model_path", required=True, help="run folder of a span model (span_flat / span_nested)")
     spans.add_argument("--output_path", required=True, help="folder to write")
+    spans.add_argument("--encoder_name", default="",
+                       help="hub id of the base encoder to record (span_marker reads its config and tokenizer "
+                            "there); default: write them to OUTPUT/encoder and record that path")
     spans.add_argument("--verify", action="store_true",
                        help="load the written folder back and compare span logits on the run's test file")
     args = parser.parse_args(argv)
@@ -102,7 +105,7 @@ def _to_span_marker(args) -> int:
 
     try:
         model = SpanMarkerModel.from_pretrained(args.model_path)
-        out = model.save_pretrained(args.output_path)
+        out = model.save_pretrained(args.output_path, args.encoder_name)
         print(f"wrote {out} (load it with span_marker.SpanMarkerModel.from_pretrained or ours)")
         if not args.verify:
             return 0
