@@ -2,7 +2,8 @@
 
 Owns: the fused classification heads (all T per-type classifiers as one `[H, T, C]` parameter
 and one einsum; the flat tagger is the same with T = 1), the label layout of each kind, and
-decoding logits into class ids (class ids to word tags: `arner_jax.data.entities`):
+decoding logits into class ids (class ids to word tags: `arner_jax.data.entities`), and the
+tagger's `TaggerObjective` for the data-parallel steps:
   nested: per-type heads, each type's argmax over its own classes (SPEC 1A);
   flat:   one head over the flat tags;
   mtn:    per-type heads trained on flat data; decoding keeps at most one non-O tag per word,
@@ -20,6 +21,7 @@ import numpy as np
 
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.encoders import Encoder, EncoderConfig
+from arner_jax.losses import batch_statistics, loss_from_statistics
 
 KINDS = ("nested", "flat", "mtn")
 
@@ -95,8 +97,6 @@ class TaggerObjective:
     loss_config: Any  # losses.LossConfig
 
     def statistics(self, params, batch, rngs, deterministic: bool, rank_offset):
-        from arner_jax.losses import batch_statistics
-
         logits = self.apply_fn({"params": params}, batch["input_ids"], batch["attention_mask"],
                                deterministic=deterministic, rngs=rngs)
         stats = batch_statistics(logits, batch["labels"], batch["label_mask"], self.class_mask,
@@ -104,8 +104,6 @@ class TaggerObjective:
         return stats, logits
 
     def loss(self, stats):
-        from arner_jax.losses import loss_from_statistics
-
         return loss_from_statistics(stats, self.class_mask, self.loss_config)
 
     def predict(self, logits):
