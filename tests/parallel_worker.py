@@ -39,6 +39,20 @@ def batches(n, seed=0):
     return out
 
 
+def train_and_eval(par, model, params, tx, data):
+    """Train on every batch, evaluate the first: (losses, params, predictions, eval loss, compiles per step)."""
+    state = par.put_state(TrainState.create(apply_fn=model.apply, params=params, tx=tx))
+    losses, compiles = [], []
+    for b in data:
+        with CompileCounter() as counter:
+            state, metrics = par.train_step(state, b, jax.random.PRNGKey(1))
+            losses.append(float(metrics["loss"]))
+        compiles.append(counter.count)
+    final = par.get_state(state).params
+    pred, eval_loss = par.eval_step(par.put_params(final), data[0])
+    return losses, final, pred, float(eval_loss), compiles
+
+
 def main():
     cfg = small_bert_config(VOCAB, hidden_size=32, num_layers=2, num_heads=2, max_positions=L).replace(
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -54,16 +68,7 @@ def main():
             for n in (1, 2, 4):
                 par = make_parallel(wrapper, bodies, jax.devices()[:n])
                 tx = make_optimizer(OptimConfig(lr=1e-3, grad_accum=accum), 4)
-                state = par.put_state(TrainState.create(apply_fn=model.apply, params=params, tx=tx))
-                losses, compiles = [], []
-                for b in data:
-                    with CompileCounter() as counter:
-                        state, metrics = par.train_step(state, b, jax.random.PRNGKey(1))
-                        losses.append(float(metrics["loss"]))
-                    compiles.append(counter.count)
-                final = par.get_state(state).params
-                pred, eval_loss = par.eval_step(par.put_params(final), data[0])
-                runs[f"{wrapper}/accum{accum}/{n}"] = (losses, final, pred, float(eval_loss), compiles)
+                runs[f"{wrapper}/accum{accum}/{n}"] = train_and_eval(par, model, params, tx, data)
     report = {}
     for name, (losses, final, pred, eval_loss, compiles) in runs.items():
         base = runs[f"pmap/accum{name.split('/')[1][5:]}/1"]
@@ -117,17 +122,8 @@ def span_runs():
     runs = {}
     for wrapper, n in (("pmap", 1), ("pmap", 2), ("pmap", 4), ("shard_map", 4)):
         par = make_parallel(wrapper, bodies, jax.devices()[:n])
-        state = par.put_state(TrainState.create(apply_fn=model.apply, params=params,
-                                                tx=make_optimizer(OptimConfig(lr=1e-3), 3)))
-        losses, compiles = [], []
-        for b in data:
-            with CompileCounter() as counter:
-                state, metrics = par.train_step(state, b, jax.random.PRNGKey(1))
-                losses.append(float(metrics["loss"]))
-            compiles.append(counter.count)
-        final = par.get_state(state).params
-        pred, eval_loss = par.eval_step(par.put_params(final), data[0])
-        runs[f"span/{wrapper}/{n}"] = (losses, final, pred, float(eval_loss), compiles)
+        runs[f"span/{wrapper}/{n}"] = train_and_eval(par, model, params, make_optimizer(OptimConfig(lr=1e-3), 3),
+                                                     data)
     report = {}
     base = runs["span/pmap/1"]
     for name, (losses, final, pred, eval_loss, compiles) in runs.items():
