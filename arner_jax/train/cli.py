@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Sequence
 
-from arner_jax.train.config import CONFIG, METRICS, SPAN_KINDS, SPAN_ONLY, TAGGER_ONLY, RunConfig, read_run_config
+from arner_jax.train.config import CONFIG, METRICS, SPAN_KINDS, SPAN_ONLY, TAGGER_ONLY, RunConfig
 
 log = logging.getLogger("arner_jax")
 _HELP = {
@@ -89,27 +89,19 @@ def main(argv: Sequence[str] | None = None, *, default_kind: str = "nested", kin
         if args.resume:
             sys.exit("--resume needs the --output_path of the run to continue")
         args.output_path = tempfile.mkdtemp(prefix=f"arner_{args.kind}_{time.strftime('%Y%m%d_%H%M%S')}_")
-    try:
-        run_dir = runtime.prepare_run_dir(args.output_path, args.overwrite, args.resume)
-    except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as err:
-        sys.exit(f"error: {err}")
-    runtime.barrier("run folder ready")
     given = RunConfig(**{f.name: getattr(args, f.name, getattr(default, f.name)) for f in dataclasses.fields(RunConfig)})
-    config = RunConfig.from_dict(read_run_config(run_dir)["run"]) if args.resume else given
-    runtime.setup_logging(run_dir, "train.log")
-    if args.resume:  # a resumed run is the saved run: its schedule and data must not change
-        ignored = [f.name for f in dataclasses.fields(RunConfig)
-                   if getattr(given, f.name) != getattr(default, f.name) and getattr(given, f.name) != getattr(config, f.name)]
-        if ignored:
-            log.warning("--resume continues with the run's saved settings; ignoring --%s", " --".join(ignored))
-    log.info("run folder %s (%s)", run_dir.resolve(), "resumed" if args.resume else "new")
-    log.info("settings: %s", json.dumps(dataclasses.asdict(config), ensure_ascii=False))
+    if args.resume:  # flags set on a resumed run are ignored: say which
+        changed = [f.name for f in dataclasses.fields(RunConfig) if getattr(given, f.name) != getattr(default, f.name)]
+        if changed:
+            print(f"--resume continues with the run's saved settings; ignoring --{' --'.join(changed)}", file=sys.stderr)
+    from arner_jax.train.experiment import train_and_evaluate
 
-    from arner_jax.train.assemble import assemble
-    from arner_jax.train.loop import Trainer
-
-    trainer = Trainer(assemble(config, run_dir, resume=args.resume))
-    metrics = trainer.fit(resume=args.resume)
+    try:
+        metrics = train_and_evaluate(None if args.resume else given, args.output_path, overwrite=args.overwrite,
+                                     resume=args.resume)
+    except runtime.RunFolderError as err:
+        sys.exit(f"error: {err}")
+    run_dir = Path(args.output_path)
     if runtime.is_primary():
         print(f"\nval  micro-F1 {metrics['val']['f1']:.4f}   test micro-F1 {metrics['test']['f1']:.4f}  "
               f"({metrics['kind']}, kept epoch {metrics['best_epoch']} of {metrics['epochs_run']})")

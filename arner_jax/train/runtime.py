@@ -57,25 +57,29 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
+class RunFolderError(Exception):
+    """The run folder cannot be used as asked (not empty, nothing to resume, a file)."""
+
+
 def prepare_run_dir(run_dir: str | Path, overwrite: bool, resume: bool) -> Path:
     """Create the run folder; refuse a non-empty one unless told to overwrite or resume it."""
     run_dir = Path(run_dir)
     if overwrite and resume:
-        raise ValueError("--overwrite and --resume exclude each other")
+        raise RunFolderError("--overwrite and --resume exclude each other")
     nonempty = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         if not nonempty:
-            raise FileNotFoundError(f"{run_dir}: nothing to resume (the folder is missing or empty); "
+            raise RunFolderError(f"{run_dir}: nothing to resume (the folder is missing or empty); "
                                     "drop --resume to start a new run.")
         return run_dir
     if nonempty:
         if not overwrite:
-            raise FileExistsError(f"{run_dir}: the folder is not empty. Pass --resume to continue that run, "
+            raise RunFolderError(f"{run_dir}: the folder is not empty. Pass --resume to continue that run, "
                                   "--overwrite to delete it and start again, or another --output_path.")
         if is_primary():
             shutil.rmtree(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise NotADirectoryError(f"{run_dir}: is a file; --output_path must be a folder")
+        raise RunFolderError(f"{run_dir}: is a file; --output_path must be a folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
