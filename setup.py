@@ -20,9 +20,13 @@ CORE = [
 # the parity tests. On a machine without a GPU install a CPU build of torch *before* these
 # extras, or pip resolves the default (CUDA) wheels.
 TORCH = ["torch>=2.1"]
+# The notebooks' plots and tables (Colab has these already).
+NOTEBOOK = ["matplotlib>=3.7", "pandas>=1.5", "ipython>=8"]
 EXTRAS = {
     "torch": TORCH,
-    "test": TORCH + ["pytest>=7"],
+    "notebook": NOTEBOOK,
+    # The tests execute the notebooks (nbclient, a Python kernel).
+    "test": TORCH + NOTEBOOK + ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
     # TPU VM / Colab TPU: the TPU build of JAX.
     "tpu": ["jax[tpu]"],
     # NVIDIA GPU hosts (CUDA 12 wheels; use jax[cuda13] on CUDA 13 drivers).
