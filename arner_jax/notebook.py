@@ -41,11 +41,12 @@ SMOKE_SPAN_SETTINGS = dict(marker_max_length=16, entity_max_length=4)
 
 
 def on_colab() -> bool:
+    import importlib.util
+
     try:
-        import google.colab  # noqa: F401
-    except ImportError:
+        return importlib.util.find_spec("google.colab") is not None
+    except ModuleNotFoundError:  # no `google` package at all
         return False
-    return True
 
 
 def workspace(name: str = "arner_jax", drive: bool = True) -> Path:

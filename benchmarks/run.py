@@ -31,7 +31,7 @@ import torch
 from flax.training.train_state import TrainState
 
 from arner_jax.data.align import encode_sentences
-from arner_jax.data.batching import collate, eval_batches, train_batches
+from arner_jax.data.batching import collate, eval_batches, fit_buckets, predict_buckets, train_batches
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
@@ -68,6 +68,7 @@ class Setup:
         self.windows, _ = encode_sentences(self.train.sentences, self.tok, self.vocab, "per_type", 512)
         self.test_windows, _ = encode_sentences(self.test.sentences, self.tok, self.vocab, "per_type", 512)
         self.pad = int(self.tok.pad_token_id)
+        self.buckets = fit_buckets([len(w) for w in self.windows], BATCH, 512)  # as the trainer (TaggerTask)
         hidden, layers, heads = SIZES[size]
         self.enc = small_bert_config(len(self.tok), hidden, layers, heads)
         self.T = self.vocab.num_types
@@ -80,6 +81,10 @@ class Setup:
         self.torch_model = ref.TorchNestedTagger(BertConfig(
             vocab_size=len(self.tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
             intermediate_size=4 * hidden, max_position_embeddings=512), self.T)
+
+    def plan(self, epoch: int = 0):
+        """The trainer's batches of an epoch: fitted length buckets, shuffled from (seed, epoch)."""
+        return train_batches(self.windows, BATCH, 512, 3407, epoch, self.pad, self.buckets)
 
     def jax_state(self, parallel):
         tx = make_optimizer(OptimConfig(lr=2e-5), 1000)
@@ -100,7 +105,7 @@ class Setup:
 def bench_train_step(s: Setup, repeats: int, steps: int, torch_compile: bool) -> dict:
     # The first batches of an epoch's plan: the sample's length distribution, in bucket shapes.
     # Both frameworks get exactly these padded batches (the epoch figure measures batching itself).
-    plan = train_batches(s.windows, BATCH, 512, 3407, 0, s.pad)[:steps]
+    plan = s.plan()[:steps]
     ours = [collate(s.windows, idx, BATCH, length, s.pad) for length, idx in plan]
     words = sum(int(b["label_mask"].sum()) for b in ours)
     tokens = sum(int(b["attention_mask"].sum()) for b in ours)
@@ -146,7 +151,7 @@ def bench_epoch(s: Setup, repeats: int) -> dict:
     par = PmapParallel(s.bodies, jax.local_devices()[:1])
     state = s.jax_state(par)
     key = jax.random.PRNGKey(0)
-    plan = train_batches(s.windows, BATCH, 512, 3407, 0, s.pad)
+    plan = s.plan()
 
     def run_ours():
         nonlocal state
@@ -178,14 +183,16 @@ def bench_epoch(s: Setup, repeats: int) -> dict:
 
 def bench_inference(s: Setup, repeats: int) -> dict:
     """The model on the test split's encoded windows (tokenization excluded on both sides), batches
-    of 32: ours length-sorted into buckets, jit; PyTorch in file order padded to the longest, no_grad.
+    of 32: ours length-sorted into the buckets `tag_words` uses, jit; PyTorch in file order padded to the longest, no_grad.
     `ours_end_to_end_per_s` adds our tokenization, alignment and decoding to words (`tag_words`)."""
     from arner_jax.predict import NERTagger
     from arner_jax.train.assemble import LoadedRun
     from arner_jax.train.config import RunConfig
 
     tagger = NERTagger(LoadedRun(None, RunConfig(), "nested", s.tok, s.vocab, s.enc, s.model, s.params, 512))
-    batches = [collate(s.test_windows, idx, 32, length, s.pad) for length, idx in eval_batches(s.test_windows, 32, 512)]
+    buckets = predict_buckets([len(w) for w in s.test_windows], 32, 512)  # what tag_words uses on this input
+    batches = [collate(s.test_windows, idx, 32, length, s.pad) for length, idx in eval_batches(s.test_windows, 32, 512,
+                                                                                               buckets)]
 
     def run_ours():
         out = [tagger._step(tagger.params, b["input_ids"], b["attention_mask"])[0] for b in batches]
@@ -224,7 +231,7 @@ def bench_compile(s: Setup) -> dict:
 
     par = PmapParallel(s.bodies, jax.local_devices()[:1])
     state = s.jax_state(par)
-    plan = train_batches(s.windows, BATCH, 512, 3407, 0, s.pad)
+    plan = s.plan()
     first = {}
     for length, idx in plan:
         first.setdefault(length, idx)

@@ -7,7 +7,7 @@ import pytest
 from arner_jax.data import LabelVocab, encode_sentences, eval_batches, iterate, parse_wojood, read_wojood, \
     scatter_to_words, train_batches
 from arner_jax.data.align import plan_windows
-from arner_jax.data.batching import bucket_lengths, collate
+from arner_jax.data.batching import bucket_lengths, collate, fit_buckets
 from arner_jax.encoders import train_wordpiece_tokenizer
 from tests.conftest import ARABIC_TEXT, shared_path
 
@@ -123,3 +123,50 @@ def test_label_layouts_of_a_nested_word():
     np.testing.assert_array_equal(nested, [[0, 1, 0], [0, 2, 1], [1, 2, 2], [0, 0, 0]])
     np.testing.assert_array_equal(mtn, [[0, 1, 0], [0, 2, 0], [0, 2, 0], [0, 0, 0]])
     assert [vocab.flat_tags[i] for i in flat[:, 0]] == ["B-OCC", "I-OCC", "I-OCC", "O"]
+
+
+def _computed_tokens(lengths, buckets, batch_size):
+    """Tokens computed when the items are cut into batches per bucket (the last batch padded)."""
+    per_bucket = {}
+    for n in lengths:
+        b = min(x for x in buckets if x >= n)
+        per_bucket[b] = per_bucket.get(b, 0) + 1
+    return sum(-(-count // batch_size) * batch_size * b for b, count in per_bucket.items())
+
+
+def test_fit_buckets_hand_computed():
+    # ends 8, 16, 24, 104; {3,5} -> 8: 2 x 8; {9} -> 16: 2 x 16; {17, 100} -> 104: 2 x 104; total 256
+    assert fit_buckets([3, 5, 9, 17, 100], 2, 512) == (8, 16, 104)
+    assert _computed_tokens([3, 5, 9, 17, 100], (8, 16, 104), 2) == 256
+    assert fit_buckets([10] * 5 + [500], 4, 512, max_buckets=1) == (504,)
+    assert fit_buckets([10] * 5 + [500], 4, 512) == (16, 504)
+    assert fit_buckets([509, 510], 4, 510) == (510,)  # capped at max_length, not rounded past it
+    with pytest.raises(ValueError, match="exceeds max_length"):
+        fit_buckets([600], 4, 512)
+
+
+def test_fit_buckets_is_optimal_against_brute_force():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        lengths = list(rng.integers(1, 120, size=int(rng.integers(1, 40))))
+        batch, max_b = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+        got = fit_buckets(lengths, batch, 128, max_buckets=max_b)
+        assert len(got) <= max_b and got[-1] >= max(lengths)
+        ends = sorted({-(-n // 8) * 8 for n in lengths})
+        best = min(_computed_tokens(lengths, combo, batch) for k in range(1, max_b + 1)
+                   for combo in itertools.combinations(ends, k) if combo[-1] == ends[-1])
+        assert _computed_tokens(lengths, got, batch) == best, (trial, lengths, batch, max_b, got)
+
+
+def test_fitted_buckets_cut_the_padding_of_the_sample(sample):
+    corpus, tokenizer, vocab = sample
+    windows, _ = encode_sentences(corpus.sentences, tokenizer, vocab, "per_type", 512)
+    lengths = [len(w) for w in windows]
+    fitted = fit_buckets(lengths, 16, 512)
+    computed = {name: sum(16 * length for length, _ in train_batches(windows, 16, 512, 0, 0, 0, b))
+                for name, b in (("default", (32, 64, 128, 256, 512)), ("fitted", fitted))}
+    assert len(fitted) <= 8
+    assert computed["fitted"] < 0.8 * computed["default"], computed
+    assert computed["fitted"] == _computed_tokens(lengths, fitted, 16)

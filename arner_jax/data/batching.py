@@ -1,6 +1,7 @@
 """Batches of fixed, few shapes: length buckets, seeded shuffling, order-restoring evaluation.
 
-Owns: padding windows to a bucket length (so only a handful of shapes ever compile), the
+Owns: padding windows to a bucket length (so only a handful of shapes ever compile), choosing
+the bucket lengths that waste the fewest padded tokens on a split (`fit_buckets`), the
 training order (a pure function of seed and epoch, so a resumed run sees the same batches),
 sorted evaluation batches that carry each row's window index, and the last partial batch, kept
 and padded with empty rows whose masks are zero.
@@ -19,6 +20,54 @@ import numpy as np
 from arner_jax.data.align import Window
 
 DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
+# Prediction on a few inputs: a fixed ladder (each length compiled once, on first use), so
+# repeated small calls stop compiling; many inputs get fitted buckets, multiples of 16 (a bounded
+# set of shapes over all calls).
+PREDICT_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+PREDICT_FIT_BATCHES = 4
+MAX_BUCKETS = 8
+
+
+def fit_buckets(lengths: Sequence[int], batch_size: int, max_length: int, max_buckets: int = MAX_BUCKETS,
+                multiple: int = 8) -> tuple[int, ...]:
+    """At most `max_buckets` bucket lengths (multiples of `multiple`, or max_length) for items of
+    these `lengths` that minimise the tokens computed: each bucket costs ceil(n / B) * B * length,
+    its items cut into batches of B rows (the last one padded with empty rows).
+
+    Exact dynamic programme over the candidate ends (the items' lengths rounded up); a pure
+    function of the lengths, so a resumed run gets the same buckets.
+    """
+    if not len(lengths):
+        return (max_length,)
+    if max(lengths) > max_length:
+        raise ValueError(f"an item of {max(lengths)} tokens exceeds max_length {max_length}")
+    ends = sorted({min(-(-n // multiple) * multiple, max_length) for n in lengths})
+    counts = np.zeros(len(ends), np.int64)
+    for n in lengths:
+        counts[np.searchsorted(ends, min(-(-n // multiple) * multiple, max_length))] += 1
+    before = np.concatenate([[0], np.cumsum(counts)])  # items with end index < j
+
+    def cost(i: int, j: int) -> int:  # one bucket of length ends[j] holding ends[i..j]
+        n = int(before[j + 1] - before[i])
+        return -(-n // batch_size) * batch_size * ends[j]
+
+    m, inf = len(ends), float("inf")
+    best = [[inf] * m for _ in range(max_buckets + 1)]  # best[k][j]: ends[0..j] in k buckets, the last at j
+    back = [[-1] * m for _ in range(max_buckets + 1)]
+    for j in range(m):
+        best[1][j] = cost(0, j)
+    for k in range(2, max_buckets + 1):
+        for j in range(m):
+            for i in range(j):  # the previous bucket ends at ends[i]
+                c = best[k - 1][i] + cost(i + 1, j)
+                if c < best[k][j]:
+                    best[k][j], back[k][j] = c, i
+    k = min(range(1, max_buckets + 1), key=lambda k: (best[k][m - 1], k))
+    chosen, j = [], m - 1
+    while j >= 0 and k >= 1:
+        chosen.append(ends[j])
+        j, k = back[k][j], k - 1
+    return tuple(sorted(chosen))
 
 
 def bucket_lengths(max_length: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> tuple[int, ...]:
@@ -31,6 +80,13 @@ def bucket_of(length: int, lengths: Sequence[int]) -> int:
         if length <= b:
             return b
     raise ValueError(f"a window of {length} tokens exceeds the largest bucket {lengths[-1]}")
+
+
+def predict_buckets(lengths: Sequence[int], rows: int, max_length: int) -> tuple[int, ...]:
+    """Bucket lengths for prediction: PREDICT_BUCKETS for a few batches, fitted for more."""
+    if len(lengths) >= PREDICT_FIT_BATCHES * rows:
+        return fit_buckets(lengths, rows, max_length, multiple=16)
+    return PREDICT_BUCKETS
 
 
 def collate(windows: Sequence[Window], indices: Sequence[int], batch_size: int, length: int,
@@ -105,7 +161,8 @@ def per_word_outputs(sentences: Sequence[Sequence[str]], tokenizer, vocab, layou
     """Run a model over unlabelled sentences and return, per sentence, its outputs per word.
 
     fn(input_ids [B, L], attention_mask [B, L]) -> {name: array [B, L, ...]} (numpy). Windows are
-    length-sorted into buckets; a small input gets fewer rows (a power of two, so shapes stay few).
+    length-sorted into buckets (PREDICT_BUCKETS, or fitted to a large input); a small input gets
+    fewer rows (a power of two, so shapes stay few).
     A word's output is that of its first subword in the window that scores it; an empty sentence
     gets `empty` (arrays with 0 rows).
     """
@@ -120,7 +177,8 @@ def per_word_outputs(sentences: Sequence[Sequence[str]], tokenizer, vocab, layou
     windows, _ = encode_sentences(chosen, tokenizer, vocab, layout, max_length)
     outputs: dict[str, list] = {k: [None] * len(windows) for k in empty}
     rows = min(batch_size, 1 << (len(windows) - 1).bit_length())
-    for length, indices in eval_batches(windows, rows, max_length):
+    buckets = predict_buckets([len(w) for w in windows], rows, max_length)
+    for length, indices in eval_batches(windows, rows, max_length, buckets):
         batch = collate(windows, indices, rows, length, int(tokenizer.pad_token_id))
         got = fn(batch["input_ids"], batch["attention_mask"])
         for row, i in enumerate(indices):

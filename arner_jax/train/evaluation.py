@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from arner_jax.data.align import Window, scatter_to_words
-from arner_jax.data.batching import collate, eval_batches
+from arner_jax.data.batching import collate, eval_batches, fit_buckets
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import Corpus
 from arner_jax.metrics import score_tags
@@ -42,7 +42,8 @@ def predict_windows(parallel, params, windows: Sequence[Window], batch_size: int
     rows = parallel.local_rows(batch_size)
     outputs: list[np.ndarray | None] = [None] * len(windows)
     losses = []
-    for length, indices in eval_batches(windows, batch_size, max_length):
+    buckets = fit_buckets([len(w) for w in windows], batch_size, max_length)  # at most 8 shapes, little padding
+    for length, indices in eval_batches(windows, batch_size, max_length, buckets):
         local = indices[rows]
         batch = collate(windows, local, rows.stop - rows.start, length, pad_id, reference_labels)
         pred, loss = parallel.eval_step(params, batch)  # pred: all rows of the global batch

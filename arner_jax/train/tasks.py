@@ -11,12 +11,16 @@ gives the loop:
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from arner_jax.data.batching import collate, train_batches
+from arner_jax.data.batching import collate, fit_buckets, train_batches
 from arner_jax.losses import LossConfig
 from arner_jax.tagger import TaggerObjective, class_mask
 from arner_jax.train.evaluation import SplitResult, evaluate_split
+
+log = logging.getLogger("arner_jax")
 
 
 class TaggerTask:
@@ -24,6 +28,10 @@ class TaggerTask:
         self.run, self.cfg = run, run.config
         self.loss_config = LossConfig(name=self.cfg.loss, var_penalty=self.cfg.var_penalty,
                                       head_reduction=self.cfg.head_reduction)
+        # The train split's bucket lengths, fitted once: at most 8 shapes, the fewest padded tokens.
+        self.buckets = fit_buckets([len(w) for w in run.splits["train"].windows], self.cfg.batch_size,
+                                   run.max_length)
+        log.info("train length buckets %s", list(self.buckets))
 
     def objective(self, apply_fn) -> TaggerObjective:
         return TaggerObjective(apply_fn, self.cfg.kind, class_mask(self.cfg.kind, self.run.vocab), self.loss_config)
@@ -35,7 +43,7 @@ class TaggerTask:
     def plan(self, epoch: int):
         r = self.run
         return train_batches(r.splits["train"].windows, self.cfg.batch_size, r.max_length, self.cfg.seed, epoch,
-                             r.pad_id)
+                             r.pad_id, self.buckets)
 
     def batch(self, length: int, indices, rows: int) -> dict:
         return collate(self.run.splits["train"].windows, indices, rows, length, self.run.pad_id,
