@@ -15,8 +15,14 @@ import jax.numpy as jnp
 
 from arner_jax.encoders.config import EncoderConfig
 
+def gelu_exact(x):
+    """PyTorch's exact GELU, x/2 (1 + erf(x/sqrt 2)); on CPU about 8% faster through XLA than
+    jax.nn.gelu(approximate=False), which goes through erfc (measured on the FFN's backward)."""
+    return 0.5 * x * (1.0 + jax.lax.erf(x * jnp.asarray(0.7071067811865476, x.dtype)))
+
+
 ACTIVATIONS = {
-    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "gelu": gelu_exact,
     "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),
     "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "gelu_fast": lambda x: jax.nn.gelu(x, approximate=True),
@@ -80,16 +86,18 @@ class SelfAttention(nn.Module):
         dense = lambda name: nn.Dense(  # noqa: E731
             cfg.hidden_size, kernel_init=_INIT(0.02), dtype=self.dtype, name=name
         )
-        split = lambda t: t.reshape(B, T, cfg.num_attention_heads, cfg.head_dim)  # noqa: E731
-        q, k, v = (split(dense(n)(x)) for n in ("query", "key", "value"))  # [B, T, N, D]
-        scores = jnp.einsum("bqnd,bknd->bnqk", q, k) / jnp.sqrt(cfg.head_dim).astype(self.dtype)
+        # Heads moved ahead of the tokens: the batched matmuls then have leading batch dimensions,
+        # which XLA's CPU backend runs about 25% faster than "bqnd,bknd" (measured at T=240).
+        split = lambda t: t.reshape(B, T, cfg.num_attention_heads, cfg.head_dim).transpose(0, 2, 1, 3)  # noqa: E731
+        q, k, v = (split(dense(n)(x)) for n in ("query", "key", "value"))  # [B, N, T, D]
+        scores = jnp.einsum("bnqd,bnkd->bnqk", q, k) / jnp.sqrt(cfg.head_dim).astype(self.dtype)
         # Softmax in float32 whatever the compute dtype: bf16 logits lose too much here.
         scores = scores.astype(jnp.float32)  # [B, N, Tq, Tk]
         if bias is not None:
             scores = scores + bias
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
-        context = jnp.einsum("bnqk,bknd->bqnd", probs, v).reshape(B, T, cfg.hidden_size)
+        context = jnp.einsum("bnqk,bnkd->bnqd", probs, v).transpose(0, 2, 1, 3).reshape(B, T, cfg.hidden_size)
         return dense("output")(context)
 
 
