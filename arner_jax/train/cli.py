@@ -90,10 +90,11 @@ def main(argv: Sequence[str] | None = None, *, default_kind: str = "nested", kin
             sys.exit("--resume needs the --output_path of the run to continue")
         args.output_path = tempfile.mkdtemp(prefix=f"arner_{args.kind}_{time.strftime('%Y%m%d_%H%M%S')}_")
     given = RunConfig(**{f.name: getattr(args, f.name, getattr(default, f.name)) for f in dataclasses.fields(RunConfig)})
-    if args.resume:  # flags set on a resumed run are ignored: say which
-        changed = [f.name for f in dataclasses.fields(RunConfig) if getattr(given, f.name) != getattr(default, f.name)]
-        if changed:
-            print(f"--resume continues with the run's saved settings; ignoring --{' --'.join(changed)}", file=sys.stderr)
+    if args.resume:  # a resumed run is the saved run: its schedule and data must not change
+        given_flags = [f.name for f in dataclasses.fields(RunConfig) if getattr(given, f.name) != getattr(default, f.name)]
+        if given_flags:
+            print(f"--resume uses the run's saved settings; not read again: --{' --'.join(given_flags)}",
+                  file=sys.stderr)
     from arner_jax.train.experiment import train_and_evaluate
 
     try:
