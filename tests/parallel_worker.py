@@ -70,16 +70,9 @@ def main():
                 tx = make_optimizer(OptimConfig(lr=1e-3, grad_accum=accum), 4)
                 runs[f"{wrapper}/accum{accum}/{n}"] = train_and_eval(par, model, params, tx, data)
     report = {}
-    for name, (losses, final, pred, eval_loss, compiles) in runs.items():
+    for name, (_, _, pred, _, _) in runs.items():
         base = runs[f"pmap/accum{name.split('/')[1][5:]}/1"]
-        report[name] = {
-            "losses": losses, "eval_loss": eval_loss, "compiles_per_step": compiles,
-            "max_param_diff": max(float(np.abs(a - b).max()) for a, b in
-                                  zip(jax.tree.leaves(final), jax.tree.leaves(base[1]))),
-            "param_change": max(float(np.abs(a - b).max()) for a, b in
-                                zip(jax.tree.leaves(final), jax.tree.leaves(params))),
-            "same_predictions": bool((pred == base[2]).all()),
-        }
+        report[name] = compare(runs[name], base, params, bool((pred == base[2]).all()))
     report.update(span_runs())
     try:
         make_parallel("pmap", bodies, jax.devices()[:4]).check_batch_size(6)
@@ -87,6 +80,18 @@ def main():
     except ValueError as err:
         report["uneven_error"] = str(err)
     json.dump(report, sys.stdout)
+
+
+def compare(run, base, params, same_predictions: bool) -> dict:
+    """One configuration's figures against the one-device run `base` (both from train_and_eval)."""
+    losses, final, _, eval_loss, compiles = run
+
+    def largest_diff(a, b):
+        return max(float(np.abs(x - y).max()) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+    return {"losses": losses, "eval_loss": eval_loss, "compiles_per_step": compiles,
+            "max_param_diff": largest_diff(final, base[1]), "param_change": largest_diff(final, params),
+            "same_predictions": same_predictions}
 
 
 def span_batches(n, slots=6, seed=1):
@@ -126,16 +131,9 @@ def span_runs():
                                                      data)
     report = {}
     base = runs["span/pmap/1"]
-    for name, (losses, final, pred, eval_loss, compiles) in runs.items():
-        report[name] = {
-            "losses": losses, "eval_loss": eval_loss, "compiles_per_step": compiles,
-            "max_param_diff": max(float(np.abs(a - b).max()) for a, b in
-                                  zip(jax.tree.leaves(final), jax.tree.leaves(base[1]))),
-            "param_change": max(float(np.abs(a - b).max()) for a, b in
-                                zip(jax.tree.leaves(final), jax.tree.leaves(params))),
-            "same_predictions": bool((pred["label"] == base[2]["label"]).all()
-                                     and np.allclose(pred["score"], base[2]["score"], atol=1e-5)),
-        }
+    for name, (_, _, pred, _, _) in runs.items():
+        report[name] = compare(runs[name], base, params, bool((pred["label"] == base[2]["label"]).all()
+                                                              and np.allclose(pred["score"], base[2]["score"], atol=1e-5)))
     return report
 
 
