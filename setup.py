@@ -40,7 +40,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["arner_jax", "arner_jax.*", "experiments", "experiments.*"]),
+    packages=find_packages(include=["arner_jax", "arner_jax.*"]),
+    # The public Wojood sample (MIT, with its LICENSE): the experiments' default data.
+    package_data={"arner_jax": ["resources/wojood_sample/*"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     license="MIT",

@@ -1,8 +1,9 @@
 """Scoring a trained run folder on labelled files: `python -m arner_jax.evaluate`.
 
-Owns: the command line around the evaluation the training loop scores with
-(`train.evaluation.evaluate_split` for taggers, `span_marker.task.SpanTask.evaluate` for span
-models): for each file, the Wojood metrics printed and written, with its predictions.txt.
+Owns: the command line and `evaluate_files`, which score the run's kept model on Wojood files
+exactly as training scores its validation and test splits (the same family encoding, the same
+inference driver and evaluation batches, hence the same loss), and write each file's
+predictions.txt and metrics.json into a folder of its own.
 
     python -m arner_jax.evaluate --model_path runs/nested --data_paths val.txt test.txt
     # -> runs/nested/eval/<file stem>/{predictions.txt, metrics.json}
@@ -10,85 +11,72 @@ models): for each file, the Wojood metrics printed and written, with its predict
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from arner_jax.data.align import encode_sentences
-from arner_jax.data.wojood import WojoodFormatError, read_wojood
-from arner_jax.losses import LossConfig
-from arner_jax.metrics import format_per_type, write_predictions
-from arner_jax.tagger import class_mask, label_layout
+from arner_jax import inference
+from arner_jax.data.wojood import read_wojood
+from arner_jax.errors import UserError, exit_on_user_error
+from arner_jax.metrics import format_per_type, format_predictions
+from arner_jax.parallel import PmapParallel, StepBodies
+from arner_jax.run_folder import EVAL, atomic_write_json, atomic_write_text, load_run
+
+
+def output_folders(data_paths: Sequence[Path]) -> list[str]:
+    """A distinct folder name per file: its stem, with its parent folder's name when stems collide."""
+    stems = [p.stem for p in data_paths]
+    names = [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in data_paths]
+    return [name if names.count(name) == 1 else f"{name}_{i + 1}" for i, name in enumerate(names)]
 
 
 def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], output_path: str | Path | None = None,
                    batch_size: int | None = None) -> dict[str, dict]:
     """Metrics of the run's kept model on each Wojood file; predictions and metrics written per file."""
-    from arner_jax.train.assemble import load_run
-    from arner_jax.train.evaluation import Split, evaluate_split
-    from arner_jax.train.parallel import PmapParallel, StepBodies, tagger_bodies
-
+    paths = [Path(p) for p in data_paths]
+    for path in paths:
+        if not path.is_file():
+            raise UserError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; "
+                            "--data_paths takes Wojood files")
     run = load_run(model_path)
-    import jax
-
-    devices = jax.local_devices()
-    batch_size = batch_size or run.config.eval_batch  # the training eval batches: the same loss
-    batch_size = -(-batch_size // len(devices)) * len(devices)  # a multiple of the device count
-    if run.span is not None:
-        from arner_jax.span_marker.model import SpanObjective
-        from arner_jax.span_marker.task import SpanTask, encode_split
-
-        bodies = StepBodies(SpanObjective(run.model.apply))
-    else:
-        loss = LossConfig(name=run.config.loss, var_penalty=run.config.var_penalty,
-                          head_reduction=run.config.head_reduction)
-        bodies = tagger_bodies(run.model.apply, run.kind, class_mask(run.kind, run.vocab), loss)
-    parallel = PmapParallel(bodies, devices)
+    corpora = [read_wojood(path, run.config.tag_scheme) for path in paths]  # every file checked before scoring
+    for corpus in corpora:
+        run.family.check_corpus(run.labels, corpus)
+    parallel = PmapParallel(StepBodies(run.family.objective(run.config, run.labels, run.model)))
+    batch_size = parallel.round_batch_size(batch_size or run.config.eval_batch)  # the training's: the same loss
     params = parallel.put_params(run.params)
-    out_root = Path(output_path) if output_path else Path(model_path) / "eval"
+    out_root = Path(output_path) if output_path else Path(model_path) / EVAL
     results = {}
-    for path in map(Path, data_paths):
-        corpus = read_wojood(path, run.config.tag_scheme)
-        if run.span is not None:
-            split = encode_split(path.stem, corpus, run.tokenizer, run.span, run.max_length, run.kind == "span_nested")
-            task = SpanTask(run.config, run.span, {path.stem: split}, run.max_length, int(run.tokenizer.pad_token_id))
-            res = task.evaluate(parallel, params, path.stem, batch_size)
-        else:
-            run.vocab.check_corpus(corpus)
-            windows, _ = encode_sentences(corpus.sentences, run.tokenizer, run.vocab, label_layout(run.kind),
-                                          run.max_length)
-            res = evaluate_split(parallel, params, Split(path.stem, corpus, windows), run.kind, run.vocab,
-                                 batch_size, run.max_length, int(run.tokenizer.pad_token_id),
-                                 run.config.reference_labels)
-        folder = out_root / path.stem
+    for path, corpus, name in zip(paths, corpora, output_folders(paths)):
+        split = run.family.encode(run.config, run.labels, run.tokenizer, corpus.sentences, run.max_length)
+        res = inference.evaluate(parallel, params, run.family, run.config, run.labels, split, batch_size,
+                                 run.max_length)
+        folder = out_root / name
         folder.mkdir(parents=True, exist_ok=True)
-        write_predictions(folder / "predictions.txt", corpus.sentences, res.tags)
-        (folder / "metrics.json").write_text(json.dumps({"data": str(path), **res.metrics}, indent=1) + "\n")
+        atomic_write_text(folder / "predictions.txt", format_predictions(corpus.sentences, res.tags))
+        atomic_write_json(folder / "metrics.json", {"data": str(path.resolve()), **res.metrics})
         results[str(path)] = res.metrics
     return results
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Evaluate a trained arner_jax run folder on Wojood files.")
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m arner_jax.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
     p.add_argument("--data_paths", nargs="+", required=True, help="Wojood files with gold tags")
-    p.add_argument("--output_path", help="where to write <file stem>/predictions.txt and metrics.json "
+    p.add_argument("--output_path", help="where to write <file>/predictions.txt and metrics.json "
                                          "(default: MODEL_PATH/eval)")
     p.add_argument("--batch_size", type=int, help="default: the run's evaluation batch size (same losses)")
     args = p.parse_args(argv)
-    missing = [d for d in args.data_paths if not Path(d).is_file()]
-    if missing:
-        sys.exit(f"error: no such file: {', '.join(missing)}")
-    try:
+    with exit_on_user_error():
+        if args.batch_size is not None and args.batch_size < 1:
+            raise UserError(f"--batch_size {args.batch_size}: must be a positive whole number")
         results = evaluate_files(args.model_path, args.data_paths, args.output_path, args.batch_size)
-    except (FileNotFoundError, ValueError, WojoodFormatError) as err:
-        sys.exit(f"error: {err}")
     for path, m in results.items():
         print(f"{path}: {m['mode']} micro P {m['precision']:.4f} R {m['recall']:.4f} F1 {m['f1']:.4f} "
               f"(strict F1 {m['strict']['f1']:.4f}), {m['gold_entities']} gold entities, loss {m['loss']:.5f}")
         print(format_per_type(m))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

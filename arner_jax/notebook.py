@@ -1,12 +1,12 @@
 """What the notebooks (`notebooks/*.ipynb`, Colab TPU and Jupyter) need beyond the library's API.
 
-Owns: the smoke switch (`ARNER_SMOKE=1`: the tiny offline corpus and encoder, two epochs, so a
-notebook runs top to bottom on a CPU in a minute), where a notebook keeps its files (Google
+Owns: the smoke switch (`ARNER_SMOKE=1`: the presets' smoke variant, a tiny offline corpus and
+encoder, so a notebook runs top to bottom on a CPU in a minute), where a notebook keeps its files (Google
 Drive on Colab, so runs and the compilation cache outlive the runtime), the accelerator summary
 and compute dtype (bfloat16 on TPU), fetching Wojood files, and the displays: training curves,
 the per-type table, entities highlighted in their text. Training, evaluation, prediction and
-conversion are the library's (`train.experiment`, `evaluate`, `predict`, `span_marker`,
-`convert`); the notebooks call those directly.
+conversion are the library's (`presets`, `train.experiment`, `evaluate`, `predict`,
+`span_marker`, `convert`); the notebooks call those directly.
 """
 from __future__ import annotations
 
@@ -14,15 +14,13 @@ import html
 import json
 import os
 import shutil
-import urllib.request
 from pathlib import Path
 from typing import Sequence
 
+from arner_jax.data.sample import SPLITS
+
 SMOKE_ENV = "ARNER_SMOKE"  # read by each notebook's first cell, before arner_jax is installed
 WORKSPACE_ENV = "ARNER_WORKSPACE"
-# The public Wojood sample of the reference repository (MIT); HEAD is its default branch.
-WOJOOD_SAMPLE_URL = "https://raw.githubusercontent.com/SinaLab/ArabicNER/HEAD/data/{split}.txt"
-SPLITS = ("train", "val", "test")
 # Hugging Face ids of the encoders the Wojood papers use (any BERT/RoBERTa/XLM-R id or folder works).
 ENCODERS = {
     "ARBERTv2": "UBC-NLP/ARBERTv2",
@@ -33,13 +31,6 @@ ENCODERS = {
     "XLM-R base": "xlm-roberta-base",
     "XLM-R large": "xlm-roberta-large",
 }
-# Smoke mode: a from-scratch encoder of 32 hidden units and one layer, the synthetic corpus.
-SMOKE_SETTINGS = dict(bert_model=None, dataset=None, scratch_vocab_size=400, scratch_hidden_size=32,
-                      scratch_layers=1, scratch_heads=2, max_length=64, batch_size=8, eval_batch_size=None,
-                      grad_accum=1, max_epochs=2, patience=2, synthetic_sizes=(64, 16, 24))
-SMOKE_SPAN_SETTINGS = dict(marker_max_length=16, entity_max_length=4)
-
-
 def on_colab() -> bool:
     import importlib.util
 
@@ -90,24 +81,14 @@ def setup_accelerator(root: str | Path | None = None) -> dict:
     return info
 
 
-def run_config(smoke: bool, **settings):
-    """A RunConfig of `settings`; in smoke mode the tiny offline encoder, corpus and schedule win."""
-    from arner_jax.train.config import SPAN_KINDS, RunConfig
-
-    if smoke:
-        settings.update(SMOKE_SETTINGS)
-        if settings.get("kind") in SPAN_KINDS:
-            settings.update(SMOKE_SPAN_SETTINGS)
-    return RunConfig(**settings)
-
-
 # ---------------------------------------------------------------------- data
 def fetch_wojood(dest: str | Path, source: str = "sample") -> dict[str, Path]:
     """train/val/test Wojood files in `dest`, checked by the reader; returns their paths.
 
-    source: "sample" downloads the public sample (WOJOOD_SAMPLE_URL); a folder (e.g. on Drive)
-    holding train.txt, val.txt and test.txt is copied; "upload" asks for the three files in Colab.
+    source: "sample" copies the public Wojood sample shipped with arner_jax; a folder (e.g. on
+    Drive) holding train.txt, val.txt and test.txt is copied; "upload" asks for the three files in Colab.
     """
+    from arner_jax.data.sample import wojood_sample_paths
     from arner_jax.data.wojood import read_wojood
 
     dest = Path(dest)
@@ -117,17 +98,11 @@ def fetch_wojood(dest: str | Path, source: str = "sample") -> dict[str, Path]:
 
         for name, content in colab_files.upload().items():
             (dest / Path(name).name).write_bytes(content)
-    elif source == "sample":
-        for split in SPLITS:
-            if not (dest / f"{split}.txt").is_file():
-                url = WOJOOD_SAMPLE_URL.format(split=split)
-                with urllib.request.urlopen(url, timeout=60) as response:
-                    data = response.read()
-                tmp = dest / f"{split}.txt.part"  # a broken download never looks like a data file
-                tmp.write_bytes(data)
-                tmp.replace(dest / f"{split}.txt")
-    folder = dest if source in ("upload", "sample") else Path(source)
-    origin = {split: folder / f"{split}.txt" for split in SPLITS}
+    if source == "sample":
+        origin = wojood_sample_paths()
+    else:
+        folder = dest if source == "upload" else Path(source)
+        origin = {split: folder / f"{split}.txt" for split in SPLITS}
     missing = [str(p) for p in origin.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"missing {', '.join(missing)}: the data needs train.txt, val.txt and test.txt "
@@ -142,18 +117,11 @@ def fetch_wojood(dest: str | Path, source: str = "sample") -> dict[str, Path]:
     return paths
 
 
-def smoke_corpus(dest: str | Path) -> dict[str, Path]:
-    """The synthetic corpus at the smoke sizes, as train/val/test Wojood files in `dest`."""
-    from arner_jax.data.synthetic import write_synthetic_corpus
-
-    return write_synthetic_corpus(dest, sizes=dict(zip(SPLITS, SMOKE_SETTINGS["synthetic_sizes"])))
-
-
 # ---------------------------------------------------------------------- displays
 def _metrics(metrics_or_run: dict | str | Path) -> dict:
     if isinstance(metrics_or_run, dict):
         return metrics_or_run
-    from arner_jax.train.config import METRICS
+    from arner_jax.run_folder import METRICS
 
     return json.loads((Path(metrics_or_run) / METRICS).read_text(encoding="utf-8"))
 

@@ -1,9 +1,10 @@
 """Tagging new text with a trained run folder: the `NERTagger` API and `python -m arner_jax.predict`.
 
-Owns: loading a run's kept model for inference, batching any number of texts into few compiled
-shapes (one tokenizer call, length buckets, overlapping windows for long texts: nothing is cut
-off), and returning entity records with character offsets into the raw input (or word indices
-for pre-split input), nested entities included, in reading order.
+Owns: the user-facing prediction API of any run (every model family: nested, flat and MTN
+taggers, span models): texts in, entity records out, with character offsets into the raw input
+(or word indices for pre-split input), nested entities included, outer before inner in reading
+order. Batching, buckets and windows are the inference driver's (arner_jax.inference): any
+number of texts in one call, long texts windowed, never cut.
 
     tagger = NERTagger.from_pretrained("runs/nested")
     tagger.predict("أعلنت وزارة الصحة في رام الله ...")        # [{"text", "label", "start", "end", "score"}, ...]
@@ -18,60 +19,56 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from arner_jax.data.batching import per_word_outputs
-from arner_jax.data.entities import entity_records, entity_tags, ids_to_tags, split_words, word_entities
+from arner_jax import inference
+from arner_jax.errors import UserError, exit_on_user_error
+from arner_jax.data.entities import entity_records, split_words
 from arner_jax.data.wojood import Sentence, WojoodFormatError, format_wojood, parse_wojood, read_text
-from arner_jax.tagger import class_mask, decode, head_shape, label_layout, masked_log_probs
+from arner_jax.families import Entity, EncodedSplit, WordTags
+from arner_jax.parallel import PmapParallel, StepBodies
+from arner_jax.run_folder import LoadedRun, load_run
 
 
 class NERTagger:
-    """A trained tagger (nested, flat or MTN) ready to tag text."""
+    """A trained run's kept model, ready to tag text."""
 
-    def __init__(self, run, batch_size: int = 32):
-        self.run = run  # arner_jax.train.assemble.LoadedRun
-        self.kind, self.vocab, self.tokenizer = run.kind, run.vocab, run.tokenizer
-        self.batch_size = batch_size
-        self.params = jax.device_put(run.params)
-        mask = jnp.asarray(class_mask(run.kind, run.vocab))
-        model, kind = run.model, run.kind
-
-        def body(params, input_ids, attention_mask):
-            logits = model.apply({"params": params}, input_ids, attention_mask, deterministic=True)
-            ids = decode(kind, logits, mask)  # [B, L, K]
-            logp = jnp.take_along_axis(masked_log_probs(logits, mask), ids[..., None], axis=-1)[..., 0]
-            return ids.astype(jnp.int32), jnp.exp(logp), logits
-
-        self._step = jax.jit(body)
+    def __init__(self, run: LoadedRun, batch_size: int | None = None, with_logits: bool = False):
+        self.run = run
+        self.family, self.config, self.labels = run.family, run.config, run.labels
+        self.tokenizer = run.tokenizer
+        self.batch_size = batch_size or run.config.eval_batch  # the run's evaluation programs are reused
+        objective = self.family.objective(self.config, self.labels, run.model, with_logits)
+        self.parallel = PmapParallel(StepBodies(objective))
+        self.params = self.parallel.put_params(run.params)
 
     @classmethod
-    def from_pretrained(cls, run_dir: str | Path, dtype: str | None = None, batch_size: int = 32) -> "NERTagger":
-        from arner_jax.train.assemble import load_run
+    def from_pretrained(cls, run_dir: str | Path, dtype: str | None = None, batch_size: int | None = None,
+                        with_logits: bool = False) -> "NERTagger":
+        """The kept model of a run folder (read-only). with_logits: also keep raw logits (parity checks)."""
+        return cls(load_run(run_dir, dtype), batch_size, with_logits)
 
-        return cls(load_run(run_dir, dtype), batch_size)
+    # ------------------------------------------------------------------ words in
+    def encode(self, sentences: Sequence[Sequence[str]]) -> EncodedSplit:
+        words = [Sentence(list(w), [["O"] for _ in w]) for w in sentences]
+        return self.family.encode(self.config, self.labels, self.tokenizer, words, self.run.max_length,
+                                  labelled=False)
 
-    # ------------------------------------------------------------------ words in, class ids out
-    def tag_words(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, np.ndarray]]:
-        """Per sentence, per word: "ids" `[n, K]` predicted classes, "probs" `[n, K]` their
-        probabilities, "logits" `[n, K, C]` (first subword of each word, from its window)."""
-        K, C = head_shape(self.kind, self.vocab)
-        empty = {"ids": np.zeros((0, K), np.int32), "probs": np.zeros((0, K), np.float32),
-                 "logits": np.zeros((0, K, C), np.float32)}
+    def outputs(self, sentences: Sequence[Sequence[str]]) -> tuple[EncodedSplit, list[dict]]:
+        """The encoded sentences and the model's outputs per item (what the family decodes)."""
+        split = self.encode(sentences)
+        result = inference.run(self.parallel, self.params, split, self.batch_size, self.run.max_length)
+        return split, result.outputs
 
-        def run(input_ids, attention_mask):
-            return dict(zip(empty, jax.device_get(self._step(self.params, input_ids, attention_mask))))
+    def word_tags(self, sentences: Sequence[Sequence[str]]) -> WordTags:
+        """Wojood word tags (the non-O tags of each word, outermost first, or ["O"]) per sentence."""
+        split, outputs = self.outputs(sentences)
+        return split.word_tags(outputs)
 
-        return per_word_outputs(sentences, self.tokenizer, self.vocab, label_layout(self.kind), self.run.max_length,
-                                self.batch_size, run, empty)
+    def entities(self, sentences: Sequence[Sequence[str]]) -> list[list[Entity]]:
+        """Per sentence, its entities as (label, first word, end word exclusive, score)."""
+        split, outputs = self.outputs(sentences)
+        return split.entities(outputs)
 
-    def word_tags(self, sentences: Sequence[Sequence[str]]) -> list[list[list[str]]]:
-        """Wojood word tags (the non-O tags of each word, or ["O"]) per sentence."""
-        return [entity_tags(ids_to_tags(self.kind, self.vocab, t["ids"])) for t in self.tag_words(sentences)]
-
-    # ------------------------------------------------------------------ texts in, entities out
+    # ------------------------------------------------------------------ texts in, entity records out
     def predict(self, inputs, is_split_into_words: bool = False):
         """Entities of one text (a list of records) or of several (a list of lists).
 
@@ -79,23 +76,20 @@ class NERTagger:
         list of words or several as a list of lists (records then give word indices).
         """
         if is_split_into_words:
-            single = bool(inputs) and isinstance(inputs[0], str) or not inputs
+            single = not inputs or isinstance(inputs[0], str)
             sentences = [list(inputs)] if single else [list(s) for s in inputs]
-            tagged = self.tag_words(sentences)
-            out = [entity_records(word_entities(self.kind, self.vocab, t["ids"], t["probs"]), words)
-                   for words, t in zip(sentences, tagged)]
+            out = [entity_records(found, words) for words, found in zip(sentences, self.entities(sentences))]
             return out[0] if single else out
         single = isinstance(inputs, str)
         texts = [inputs] if single else list(inputs)
         split = [split_words(t) for t in texts]
-        tagged = self.tag_words([words for words, _ in split])
-        out = [entity_records(word_entities(self.kind, self.vocab, t["ids"], t["probs"]), words, spans, text)
-               for text, (words, spans), t in zip(texts, split, tagged)]
+        found = self.entities([words for words, _ in split])
+        out = [entity_records(f, words, spans, text) for text, (words, spans), f in zip(texts, split, found)]
         return out[0] if single else out
 
 
 # ---------------------------------------------------------------------- command line
-def _read_inputs(path: Path):
+def _read_inputs(path: Path) -> tuple[str, list]:
     """A Wojood file (its sentences' words) or plain text (one text per non-empty line)."""
     text = read_text(path)
     try:
@@ -107,8 +101,8 @@ def _read_inputs(path: Path):
     return "text", [line for line in text.splitlines() if line.strip()]
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="Tag text with a trained arner_jax run folder.")
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m arner_jax.predict", description=__doc__.splitlines()[0])
     p.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one text to tag")
@@ -116,30 +110,35 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--output", type=Path, help="write here (default: standard output)")
     p.add_argument("--format", choices=("jsonl", "conll"), default="jsonl",
                    help="jsonl: one JSON list of entities per text; conll: the Wojood layout, word and tags")
-    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--batch_size", type=_positive, help="texts per batch (default: the run's evaluation batch)")
     args = p.parse_args(argv)
-    try:
+    with exit_on_user_error():
+        if args.input is not None:
+            kind, items = _read_inputs(args.input)
+        else:
+            kind, items = "text", [args.text]
+        if args.output is not None and args.output.is_dir():
+            raise UserError(f"{args.output}: is a folder; --output names a file to write")
         tagger = NERTagger.from_pretrained(args.model_path, batch_size=args.batch_size)
-    except (FileNotFoundError, ValueError) as err:
-        sys.exit(f"error: {err}")
-    if args.text is not None:
-        kind, items = "text", [args.text]
-    else:
-        if not args.input.is_file():
-            sys.exit(f"error: {args.input}: no such file")
-        kind, items = _read_inputs(args.input)
-    if args.format == "conll":
-        sentences = items if kind == "wojood" else [split_words(t)[0] for t in items]
-        body = format_wojood(Sentence(words, tags) for words, tags in zip(sentences, tagger.word_tags(sentences)))
-    elif kind == "wojood":
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in tagger.predict(items, is_split_into_words=True))
-    else:
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in tagger.predict(items))
-    if args.output:
-        args.output.write_text(body, encoding="utf-8")
-    else:
-        sys.stdout.write(body)
+        if args.format == "conll":
+            sentences = items if kind == "wojood" else [split_words(t)[0] for t in items]
+            body = format_wojood(Sentence(w, t) for w, t in zip(sentences, tagger.word_tags(sentences)))
+        else:
+            records = tagger.predict(items, is_split_into_words=True) if kind == "wojood" else tagger.predict(items)
+            body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        if args.output:
+            args.output.write_text(body, encoding="utf-8")
+        else:
+            sys.stdout.write(body)
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be a positive whole number")
+    return value
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,46 +1,63 @@
-"""Token taggers on an encoder: the nested multi-task tagger, the flat tagger and MTN, and decoding.
+"""The token-tagger family: the nested multi-task tagger, the flat tagger and MTN.
 
-Owns: the fused classification heads (all T per-type classifiers as one `[H, T, C]` parameter
-and one einsum; the flat tagger is the same with T = 1), the label layout of each kind, and
-decoding logits into class ids (class ids to word tags: `arner_jax.data.entities`), and the
-tagger's `TaggerObjective` for the data-parallel steps:
-  nested: per-type heads, each type's argmax over its own classes (SPEC 1A);
-  flat:   one head over the flat tags;
-  mtn:    per-type heads trained on flat data; decoding keeps at most one non-O tag per word,
-          the most probable among the types whose own argmax is not O.
+Owns everything kind-specific about token taggers:
+  nested  one head per entity type, each predicting that type's IOB2 tag (SPEC 1A); scored per
+          type layer, pooled;
+  flat    one head over the flat tags (O, then B-/I- of each type);
+  mtn     per-type heads trained on flat data (each word's outermost tag); decoding keeps at
+          most one non-O tag per word, the most probable among the types whose own argmax is
+          not O; scored flat.
+The heads are fused: all T per-type classifiers are one `[H, T, C]` parameter and one einsum
+(the flat tagger is the same with T = 1); every type has the classes O, B, I, and a class mask
+says which of them the training data has. Also: the label layout of each kind, decoding logits
+into class ids and class ids into word tags and entities, the objective of the data-parallel
+steps (SPEC 4 losses from additive statistics), and `TaggerFamily`, registered for the kinds.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from arner_jax.data.align import AlignStats, Window, encode_sentences, scatter_to_words
+from arner_jax.data.batching import collate_windows
+from arner_jax.data.entities import entity_tags, layer_entities
 from arner_jax.data.vocab import LabelVocab
+from arner_jax.data.wojood import Corpus
 from arner_jax.encoders import Encoder, EncoderConfig
-from arner_jax.losses import batch_statistics, loss_from_statistics
-
-KINDS = ("nested", "flat", "mtn")
-
-
-def label_layout(kind: str) -> str:
-    """How gold labels are laid out for a model kind (see data.align)."""
-    if kind not in KINDS:
-        raise ValueError(f"model kind must be one of {KINDS}, got {kind!r}")
-    return {"nested": "per_type", "mtn": "flat_per_type", "flat": "flat"}[kind]
+from arner_jax.families import EncodedSplit, Entity, ModelFamily, WordTags, register_family
+from arner_jax.losses import LossConfig, batch_statistics, loss_from_statistics
 
 
-def head_shape(kind: str, vocab: LabelVocab) -> tuple[int, int]:
-    """(T heads, C classes) of a model kind."""
-    return (1, len(vocab.flat_tags)) if kind == "flat" else (vocab.num_types, 3)
+@dataclasses.dataclass(frozen=True)
+class KindSpec:
+    """How one tagger kind lays out its labels and decodes."""
+
+    layout: str  # gold label layout (data.align): per_type, flat_per_type or flat
+    flat_head: bool  # one head over the flat tags instead of one per type
+    one_tag_per_word: bool  # decoding keeps at most one non-O type per word (MTN)
+    nested: bool  # scored per type layer, pooled (nested Wojood)
 
 
-def class_mask(kind: str, vocab: LabelVocab) -> np.ndarray:
+KINDS = {
+    "nested": KindSpec("per_type", flat_head=False, one_tag_per_word=False, nested=True),
+    "flat": KindSpec("flat", flat_head=True, one_tag_per_word=False, nested=False),
+    "mtn": KindSpec("flat_per_type", flat_head=False, one_tag_per_word=True, nested=False),
+}
+
+
+def head_shape(spec: KindSpec, vocab: LabelVocab) -> tuple[int, int]:
+    """(T heads, C classes)."""
+    return (1, len(vocab.flat_tags)) if spec.flat_head else (vocab.num_types, 3)
+
+
+def class_mask(spec: KindSpec, vocab: LabelVocab) -> np.ndarray:
     """[T, C] classes each head may predict."""
-    return np.ones((1, len(vocab.flat_tags)), bool) if kind == "flat" else vocab.class_mask()
+    return np.ones((1, len(vocab.flat_tags)), bool) if spec.flat_head else vocab.class_mask()
 
 
 class Tagger(nn.Module):
@@ -69,11 +86,11 @@ def masked_log_probs(logits: jax.Array, mask: jax.Array) -> jax.Array:
     return jax.nn.log_softmax(jnp.where(mask, logits, -jnp.inf), axis=-1)
 
 
-def decode(kind: str, logits: jax.Array, mask: jax.Array) -> jax.Array:
+def decode_class_ids(logits: jax.Array, mask: jax.Array, one_tag_per_word: bool) -> jax.Array:
     """Predicted class ids `[..., T]` from logits `[..., T, C]` (jit-friendly)."""
     logp = masked_log_probs(logits, mask)
     best = jnp.argmax(logp, axis=-1)  # [..., T]
-    if kind != "mtn":
+    if not one_tag_per_word:
         return best
     # MTN: among types whose argmax is B or I, keep the one with the highest probability.
     best_logp = jnp.max(logp, axis=-1)
@@ -83,18 +100,33 @@ def decode(kind: str, logits: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.where(keep, best, 0)
 
 
+def tag_layers(spec: KindSpec, vocab: LabelVocab, word_ids: np.ndarray) -> list[list[str]]:
+    """Per layer (a type; the one flat layer of the flat head), the word tags; word_ids [n, T]."""
+    if spec.flat_head:
+        return [[vocab.flat_tags[int(i)] for i in word_ids[:, 0]]]
+    return [[vocab.type_tag(t, int(c)) for c in word_ids[:, t]] for t in range(word_ids.shape[1])]
+
+
+def ids_to_tags(spec: KindSpec, vocab: LabelVocab, word_ids: np.ndarray) -> list[list[str]]:
+    """Per word, its predicted tags: one per layer (type order), or the one flat tag."""
+    return [list(tags) for tags in zip(*tag_layers(spec, vocab, word_ids))] if len(word_ids) else []
+
+
 @dataclasses.dataclass(frozen=True)
 class TaggerObjective:
-    """What the data-parallel steps need of a tagger (see train.parallel.StepBodies).
+    """What the data-parallel steps need of a tagger (arner_jax.families.Objective).
 
-    statistics: the additive loss statistics of a shard (SPEC 4 losses, losses.batch_statistics)
-    and its logits; loss: the loss of summed statistics; predict: decoded class ids [b, L, T].
+    statistics: the additive loss statistics of a shard (SPEC 4, losses.batch_statistics) and its
+    logits; loss: the loss of summed statistics; predict: class ids `ids` [b, L, T] and their
+    probabilities `probs` (and the logits when asked).
     """
 
-    apply_fn: Callable  # model.apply
-    kind: str  # nested | flat | mtn (decoding rule)
+    apply_fn: Any  # model.apply
+    spec: KindSpec
     class_mask: np.ndarray  # [T, C]
-    loss_config: Any  # losses.LossConfig
+    loss_config: LossConfig
+    with_logits: bool = False
+    batch_keys: tuple[str, ...] = ("input_ids", "attention_mask", "labels", "label_mask")
 
     def statistics(self, params, batch, rngs, deterministic: bool, rank_offset):
         logits = self.apply_fn({"params": params}, batch["input_ids"], batch["attention_mask"],
@@ -107,4 +139,104 @@ class TaggerObjective:
         return loss_from_statistics(stats, self.class_mask, self.loss_config)
 
     def predict(self, logits):
-        return decode(self.kind, logits, jnp.asarray(self.class_mask)).astype(jnp.int32)
+        mask = jnp.asarray(self.class_mask)
+        ids = decode_class_ids(logits, mask, self.spec.one_tag_per_word)  # [b, L, T]
+        logp = jnp.take_along_axis(masked_log_probs(logits, mask), ids[..., None], axis=-1)[..., 0]
+        out = {"ids": ids.astype(jnp.int32), "probs": jnp.exp(logp)}
+        if self.with_logits:
+            out["logits"] = logits
+        return out
+
+
+class TaggerSplit(EncodedSplit):
+    """Sentences as tagger windows (one per sentence, overlapping windows for long ones)."""
+
+    def __init__(self, sentences, windows: list[Window], spec: KindSpec, vocab: LabelVocab, pad_id: int,
+                 reference_labels: bool = False):
+        super().__init__(sentences)
+        self.windows, self.spec, self.vocab = windows, spec, vocab
+        self.pad_id, self.reference_labels = pad_id, reference_labels
+        self.stats = AlignStats()
+
+    def lengths(self) -> list[int]:
+        return [len(w) for w in self.windows]
+
+    def collate(self, indices, rows: int, length: int) -> dict[str, np.ndarray]:
+        return collate_windows(self.windows, indices, rows, length, self.pad_id, self.reference_labels)
+
+    def per_word(self, outputs: Sequence[dict]) -> list[dict[str, np.ndarray]]:
+        """Per sentence, its outputs per word (the first subword's, in the window that scores it):
+        `ids` [n, T], `probs` [n, T] (and `logits` [n, T, C] when the objective returned them)."""
+        if not self.windows:  # no sentence has a word
+            T = 1 if self.spec.flat_head else self.vocab.num_types
+            return [{"ids": np.zeros((0, T), np.int32), "probs": np.zeros((0, T), np.float32)}
+                    for _ in self.sentences]
+        num_words = [len(s) for s in self.sentences]
+        per_name = {k: scatter_to_words(self.windows, num_words, [out[k][:len(w)] for w, out in
+                                                                  zip(self.windows, outputs)])
+                    for k in outputs[0]}
+        return [{k: v[i] for k, v in per_name.items()} for i in range(len(self.sentences))]
+
+    def describe(self) -> str:
+        s = self.stats
+        return (f"{s.sentences} sentences, {s.words} words, {s.windows} windows ({s.split_sentences} sentences "
+                f"split), {s.words_without_subwords} words without subwords, {s.clipped_words} over-long words "
+                "clipped")
+
+    def word_tags(self, outputs) -> WordTags:
+        return [entity_tags(ids_to_tags(self.spec, self.vocab, w["ids"])) for w in self.per_word(outputs)]
+
+    def entities(self, outputs) -> list[list[Entity]]:
+        return [layer_entities(tag_layers(self.spec, self.vocab, w["ids"]), w["probs"]) if len(w["ids"]) else []
+                for w in self.per_word(outputs)]
+
+
+class TaggerFamily(ModelFamily):
+    name = "tagger"
+    kinds = tuple(KINDS)
+    options = ("reference_labels", "loss", "var_penalty", "head_reduction")
+    fine_tune_lr = 2e-5  # the Wojood reference
+    export_formats = ("pytorch",)
+
+    def label_space(self, config, corpora) -> LabelVocab:
+        return LabelVocab.from_corpus(Corpus([s for c in corpora for s in c.sentences]))
+
+    def labels_to_json(self, labels: LabelVocab) -> dict:
+        return labels.to_json()
+
+    def labels_from_json(self, data: dict) -> LabelVocab:
+        return LabelVocab.from_json(data)
+
+    def entity_types(self, labels: LabelVocab) -> list[str]:
+        return list(labels.types)
+
+    def spec(self, config) -> KindSpec:
+        """How the run's kind lays out labels and decodes (the PyTorch export needs it too)."""
+        return KINDS[config.kind]
+
+    def nested(self, config) -> bool:
+        return KINDS[config.kind].nested
+
+    def build(self, config, encoder, labels, tokenizer) -> Tagger:
+        num_heads, num_classes = head_shape(KINDS[config.kind], labels)
+        return Tagger(encoder, num_heads, num_classes, dropout=config.dropout,
+                      dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
+
+    def example_batch(self, labels) -> dict[str, np.ndarray]:
+        return {"input_ids": np.zeros((1, 8), np.int32)}
+
+    def objective(self, config, labels, model, with_logits: bool = False) -> TaggerObjective:
+        spec = KINDS[config.kind]
+        loss = LossConfig(name=config.loss, var_penalty=config.var_penalty, head_reduction=config.head_reduction)
+        return TaggerObjective(model.apply, spec, class_mask(spec, labels), loss, with_logits)
+
+    def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> TaggerSplit:
+        spec = KINDS[config.kind]
+        windows, stats = encode_sentences(sentences, tokenizer, labels, spec.layout, max_length)
+        split = TaggerSplit(sentences, windows, spec, labels, int(tokenizer.pad_token_id),
+                            config.reference_labels and labelled)
+        split.stats = stats
+        return split
+
+
+register_family(TaggerFamily())

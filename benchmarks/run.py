@@ -30,15 +30,14 @@ import numpy as np
 import torch
 from flax.training.train_state import TrainState
 
-from arner_jax.data.align import encode_sentences
-from arner_jax.data.batching import collate, eval_batches, fit_buckets, predict_buckets, train_batches
-from arner_jax.data.vocab import LabelVocab
+from arner_jax import inference, run_folder
+from arner_jax.config import RunConfig
+from arner_jax.data.batching import bucket_lengths, collate_windows, eval_batches, fit_buckets, train_batches
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
-from arner_jax.losses import LossConfig
-from arner_jax.tagger import Tagger, class_mask
+from arner_jax.families import family_for
+from arner_jax.parallel import PmapParallel, ShardMapParallel, StepBodies
 from arner_jax.train.optim import OptimConfig, make_optimizer
-from arner_jax.train.parallel import PmapParallel, ShardMapParallel, tagger_bodies
 from arner_jax.train.runtime import CompileCounter
 from benchmarks import torch_reference as ref
 
@@ -60,21 +59,27 @@ def timed(fn, repeats):
 
 
 class Setup:
+    """The sample, a scratch tokenizer, and the nested tagger built through its model family."""
+
     def __init__(self, data_dir: Path, size: str):
         self.train = read_wojood(data_dir / "train.txt")
         self.test = read_wojood(data_dir / "test.txt")
         self.tok = train_wordpiece_tokenizer([" ".join(s.words) for s in self.train.sentences], vocab_size=8000)
-        self.vocab = LabelVocab.from_corpus(self.train)
-        self.windows, _ = encode_sentences(self.train.sentences, self.tok, self.vocab, "per_type", 512)
-        self.test_windows, _ = encode_sentences(self.test.sentences, self.tok, self.vocab, "per_type", 512)
+        self.config = RunConfig(kind="nested", train_path=str(data_dir / "train.txt"),
+                                val_path=str(data_dir / "val.txt"), test_path=str(data_dir / "test.txt"))
+        self.family = family_for("nested")
+        self.vocab = self.family.label_space(self.config, [self.train])
+        self.split = self.family.encode(self.config, self.vocab, self.tok, self.train.sentences, 512)
+        self.test_split = self.family.encode(self.config, self.vocab, self.tok, self.test.sentences, 512)
+        self.windows, self.test_windows = self.split.windows, self.test_split.windows
         self.pad = int(self.tok.pad_token_id)
-        self.buckets = fit_buckets([len(w) for w in self.windows], BATCH, 512)  # as the trainer (TaggerTask)
+        self.buckets = fit_buckets(self.split.lengths(), BATCH, 512)  # as the trainer
         hidden, layers, heads = SIZES[size]
         self.enc = small_bert_config(len(self.tok), hidden, layers, heads)
         self.T = self.vocab.num_types
-        self.model = Tagger(self.enc, self.T, 3)
-        self.params = jax.device_get(self.model.init(jax.random.PRNGKey(0), np.zeros((1, 8), np.int32))["params"])
-        self.bodies = tagger_bodies(self.model.apply, "nested", class_mask("nested", self.vocab), LossConfig())
+        self.model = self.family.build(self.config, self.enc, self.vocab, self.tok)
+        self.params = jax.device_get(run_folder.init_params(self.family, self.model, self.vocab, 0))
+        self.bodies = StepBodies(self.family.objective(self.config, self.vocab, self.model))
         from transformers import BertConfig
 
         torch.manual_seed(0)
@@ -84,7 +89,7 @@ class Setup:
 
     def plan(self, epoch: int = 0):
         """The trainer's batches of an epoch: fitted length buckets, shuffled from (seed, epoch)."""
-        return train_batches(self.windows, BATCH, 512, 3407, epoch, self.pad, self.buckets)
+        return train_batches(self.split.lengths(), BATCH, 3407, epoch, self.buckets)
 
     def jax_state(self, parallel):
         tx = make_optimizer(OptimConfig(lr=2e-5), 1000)
@@ -95,7 +100,7 @@ class Setup:
         windows = windows or self.windows
         rows = BATCH if length else len(indices)
         length = length or max(len(windows[i]) for i in indices)
-        b = collate(windows, indices, rows, length, self.pad)
+        b = collate_windows(windows, indices, rows, length, self.pad)
         return {"input_ids": torch.tensor(b["input_ids"], dtype=torch.long),
                 "attention_mask": torch.tensor(b["attention_mask"]),
                 "labels": torch.tensor(b["labels"], dtype=torch.long),
@@ -106,7 +111,7 @@ def bench_train_step(s: Setup, repeats: int, steps: int, torch_compile: bool) ->
     # The first batches of an epoch's plan: the sample's length distribution, in bucket shapes.
     # Both frameworks get exactly these padded batches (the epoch figure measures batching itself).
     plan = s.plan()[:steps]
-    ours = [collate(s.windows, idx, BATCH, length, s.pad) for length, idx in plan]
+    ours = [s.split.collate(idx, BATCH, length) for length, idx in plan]
     words = sum(int(b["label_mask"].sum()) for b in ours)
     tokens = sum(int(b["attention_mask"].sum()) for b in ours)
     par = PmapParallel(s.bodies, jax.local_devices()[:1])
@@ -157,7 +162,7 @@ def bench_epoch(s: Setup, repeats: int) -> dict:
         nonlocal state
         m = None
         for length, idx in plan:  # the trainer's loop body: collate on the host, step on the device
-            state, m = par.train_step(state, collate(s.windows, idx, BATCH, length, s.pad), key)
+            state, m = par.train_step(state, s.split.collate(idx, BATCH, length), key)
         jax.block_until_ready(m["loss"])
 
     with CompileCounter() as first:
@@ -183,26 +188,22 @@ def bench_epoch(s: Setup, repeats: int) -> dict:
 
 def bench_inference(s: Setup, repeats: int) -> dict:
     """The model on the test split's encoded windows (tokenization excluded on both sides), batches
-    of 32: ours length-sorted into the buckets `tag_words` uses, jit; PyTorch in file order padded to the longest, no_grad.
-    `ours_end_to_end_per_s` adds our tokenization, alignment and decoding to words (`tag_words`)."""
+    of 32: ours through the inference driver (length-sorted into the evaluation buckets), PyTorch in
+    file order padded to the longest, no_grad. `ours_end_to_end_per_s` adds our tokenization,
+    alignment and decoding to word tags (`NERTagger.word_tags`)."""
     from arner_jax.predict import NERTagger
-    from arner_jax.train.assemble import LoadedRun
-    from arner_jax.train.config import RunConfig
 
-    tagger = NERTagger(LoadedRun(None, RunConfig(), "nested", s.tok, s.vocab, s.enc, s.model, s.params, 512))
-    buckets = predict_buckets([len(w) for w in s.test_windows], 32, 512)  # what tag_words uses on this input
-    batches = [collate(s.test_windows, idx, 32, length, s.pad) for length, idx in eval_batches(s.test_windows, 32, 512,
-                                                                                               buckets)]
+    record = run_folder.RunRecord(Path("."), s.config, s.family, s.enc, s.vocab, {}, run_folder.FORMAT)
+    tagger = NERTagger(run_folder.LoadedRun(record, s.tok, s.enc, s.model, s.params, 512), batch_size=32)
 
     def run_ours():
-        out = [tagger._step(tagger.params, b["input_ids"], b["attention_mask"])[0] for b in batches]
-        jax.block_until_ready(out)
+        inference.run(tagger.parallel, tagger.params, s.test_split, 32, 512)
 
     run_ours()  # warm-up
     t_ours = timed(run_ours, repeats)
     sentences = [x.words for x in s.test.sentences]
-    tagger.tag_words(sentences)
-    t_end = timed(lambda: tagger.tag_words(sentences), repeats)
+    tagger.word_tags(sentences)
+    t_end = timed(lambda: tagger.word_tags(sentences), repeats)
     s.torch_model.eval()
     tb = [s.torch_batch(list(range(i, min(i + 32, len(s.test_windows)))), s.test_windows)
           for i in range(0, len(s.test_windows), 32)]
@@ -215,10 +216,11 @@ def bench_inference(s: Setup, repeats: int) -> dict:
     run_torch()
     t_torch = timed(run_torch, repeats)
     n = len(sentences)
+    shapes = {length for length, _ in eval_batches(s.test_split.lengths(), 32, bucket_lengths(512))}
     return {"sentences": n, "ours_per_s": n / statistics.median(t_ours), "torch_per_s": n / statistics.median(t_torch),
             "ours_end_to_end_per_s": n / statistics.median(t_end), "ours_seconds": stats(t_ours),
             "torch_seconds": stats(t_torch), "speedup": statistics.median(t_torch) / statistics.median(t_ours),
-            "ours_shapes": len({b["input_ids"].shape for b in batches})}
+            "ours_shapes": len(shapes)}
 
 
 def bench_compile(s: Setup) -> dict:
@@ -240,11 +242,11 @@ def bench_compile(s: Setup) -> dict:
         train_times, eval_times = [], []
         for length, idx in sorted(first.items()):
             n0 = len(durations)
-            state, m = par.train_step(state, collate(s.windows, idx, BATCH, length, s.pad), jax.random.PRNGKey(0))
+            state, m = par.train_step(state, s.split.collate(idx, BATCH, length), jax.random.PRNGKey(0))
             jax.block_until_ready(m["loss"])
             train_times.append(sum(durations[n0:]))
             n0 = len(durations)
-            par.eval_step(state.params, collate(s.windows, idx, BATCH, length, s.pad))
+            par.eval_step(state.params, s.split.collate(idx, BATCH, length))
             eval_times.append(sum(durations[n0:]))
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
@@ -262,10 +264,9 @@ def bench_flops(s: Setup, repeats: int) -> dict:
     par = ShardMapParallel(s.bodies, jax.local_devices()[:1])
     state = s.jax_state(par)
     idx = [i for i in range(len(s.windows)) if 32 < len(s.windows[i]) <= 64][:BATCH]
-    batch = collate(s.windows, idx, BATCH, 64, s.pad)
+    batch = s.split.collate(idx, BATCH, 64)
     key = jax.random.PRNGKey(0)
-    lowered = par._train.lower(state, par._put_batch(batch), key)
-    cost = lowered.compile().cost_analysis()
+    cost = par.compiled_train_step(state, batch, key).cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     flops = float(cost.get("flops", 0.0))
 

@@ -1,11 +1,9 @@
-"""Wojood flat NER: one classifier over the flat tags (--kind flat), or per-type heads trained on
-flat data and decoded to one tag per word (--kind mtn).
+"""Wojood flat NER: one classifier over the flat tags (--kind flat) or per-type heads on flat data (mtn).
 
-    python -m experiments.wojood_flat                        # synthetic corpus, small encoder from scratch
-    python -m experiments.wojood_flat --kind mtn --train_path ... --val_path ... --test_path ... \\
-        --bert_model UBC-NLP/ARBERTv2 --output_path runs/flat_mtn
+The settings are the preset `wojood_flat` in arner_jax/presets.py (its docstring: commands and results).
+`python -m experiments.wojood_flat --help` lists the flags.
 """
 from arner_jax.train.cli import main
 
 if __name__ == "__main__":
-    main(default_kind="flat", kinds=("flat", "mtn"), description=__doc__)
+    main(preset="wojood_flat")

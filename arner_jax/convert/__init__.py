@@ -1,4 +1,6 @@
-"""Checkpoint conversion and cross-framework checks (`python -m arner_jax.convert ...`)."""
-from arner_jax.convert.verify import VerifyResult, verify_encoder
+"""Checkpoint conversion and cross-framework checks (`python -m arner_jax.convert ...`).
 
-__all__ = ["VerifyResult", "verify_encoder"]
+Modules: `verify` (our encoder against transformers), `pytorch` (tagger runs to PyTorch folders and
+back), `torch_tagger` (the PyTorch module of exported nested/MTN taggers; imports no JAX, which is
+why this package imports nothing itself).
+"""

@@ -5,15 +5,18 @@
   from-pytorch  a Hugging Face token-classification checkpoint as a run folder of our flat tagger
   to-span-marker  a span run's kept model as a folder of the PyTorch `span_marker` package
 
-Exit status: 0 when the check passes, 1 when it does not, 2 when the input cannot be used (the
-message says which file and why).
+Exit status: 0 when the check passes, 1 when it does not, 2 when the input cannot be used (one
+line, `error: ...`, says which file and why). An output folder must be new, empty, or an earlier
+export of the same kind (replaced with --overwrite); run folders and folders of other files are
+refused.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from arner_jax.encoders import CheckpointError
+from arner_jax.errors import UserError, exit_on_user_error
 
 
 def main(argv=None) -> int:
@@ -31,6 +34,7 @@ def main(argv=None) -> int:
     export.add_argument("--verify", action="store_true", help="run both frameworks and compare logits and tags")
     export.add_argument("--data_path", help="Wojood file for --verify (default: the run's test file)")
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
+    export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
     imp = sub.add_parser("from-pytorch", help="a Hugging Face token-classification checkpoint as a flat run folder")
     imp.add_argument("--hf_model", required=True, help="Hugging Face folder or hub id (IOB2 id2label)")
     imp.add_argument("--output_path", required=True, help="run folder to write")
@@ -42,21 +46,18 @@ def main(argv=None) -> int:
                             "there); default: write them to OUTPUT/encoder and record that path")
     spans.add_argument("--verify", action="store_true",
                        help="load the written folder back and compare span logits on the run's test file")
+    spans.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
     args = parser.parse_args(argv)
-    if args.command == "to-span-marker":
-        return _to_span_marker(args)
-    if args.command == "to-pytorch":
-        return _to_pytorch(args)
-    if args.command == "from-pytorch":
-        return _from_pytorch(args)
+    commands = {"to-span-marker": _to_span_marker, "to-pytorch": _to_pytorch, "from-pytorch": _from_pytorch,
+                "verify": _verify}
+    with exit_on_user_error():
+        return commands[args.command](args)
 
+
+def _verify(args) -> int:
     from arner_jax.convert.verify import SAMPLE_SENTENCES, verify_encoder
 
-    try:
-        result = verify_encoder(args.hf_model, args.text or SAMPLE_SENTENCES, dtype=args.dtype)
-    except CheckpointError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    result = verify_encoder(args.hf_model, args.text or SAMPLE_SENTENCES, dtype=args.dtype)
     if result.notes:
         print(result.notes)
     source = "its tokenizer" if result.used_tokenizer else "random token ids (the folder has no tokenizer)"
@@ -68,27 +69,18 @@ def main(argv=None) -> int:
 
 
 def _to_pytorch(args) -> int:
-    from pathlib import Path
-
     from arner_jax.convert.pytorch import export_run, verify_export
-    from arner_jax.train.config import read_run_config
+    from arner_jax.run_folder import read_run
 
-    try:
-        if read_run_config(args.model_path).get("span"):
-            print("error: a span model run; export it with `to-span-marker`", file=sys.stderr)
-            return 2
-        out = export_run(args.model_path, args.output_path)
-        print(f"wrote {out}")
-        if not args.verify:
-            return 0
-        data = args.data_path or read_run_config(args.model_path).get("data", {}).get("test")
-        if not data or not Path(data).is_file():
-            print("error: --verify needs --data_path (the run's test file is not available)", file=sys.stderr)
-            return 2
-        check = verify_export(args.model_path, out, data)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    record = read_run(args.model_path)
+    data = Path(args.data_path) if args.data_path else record.data.get("test")
+    if args.verify and (data is None or not data.is_file()):
+        raise UserError(f"--verify: the run's test file {data} is not available; pass --data_path")
+    out = export_run(args.model_path, args.output_path, args.overwrite)
+    print(f"wrote {out}")
+    if not args.verify:
+        return 0
+    check = verify_export(args.model_path, out, data)
     ok = check.max_logit_diff < args.tolerance and check.differing_tags == 0
     print(f"{data}: {check.words} words; largest |logit difference| {check.max_logit_diff:.3e} "
           f"(tolerance {args.tolerance:g}); words with different predicted tags: {check.differing_tags} "
@@ -99,22 +91,26 @@ def _to_pytorch(args) -> int:
 def _to_span_marker(args) -> int:
     import numpy as np
 
+    from arner_jax.convert.pytorch import prepare_export_folder
     from arner_jax.data.wojood import read_wojood
+    from arner_jax.run_folder import read_run
     from arner_jax.span_marker import SpanMarkerModel
-    from arner_jax.train.config import read_run_config
 
-    try:
-        model = SpanMarkerModel.from_pretrained(args.model_path)
-        out = model.save_pretrained(args.output_path, args.encoder_name)
-        print(f"wrote {out} (load it with span_marker.SpanMarkerModel.from_pretrained or ours)")
-        if not args.verify:
-            return 0
-        data = read_run_config(args.model_path).get("data", {}).get("test")
-        sentences = [s.words for s in read_wojood(data).sentences][:200]
-        back = SpanMarkerModel.from_pretrained(out)
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    record = read_run(args.model_path)
+    if "span-marker" not in record.family.export_formats:
+        raise UserError(f"{args.model_path}: a {record.config.kind} run; its family writes "
+                        f"{', '.join(record.family.export_formats)} (use that command)")
+    data = record.data.get("test")
+    if args.verify and (data is None or not data.is_file()):
+        raise UserError(f"--verify: the run's test file {data} is not available")
+    model = SpanMarkerModel.from_pretrained(args.model_path)
+    out = model.save_pretrained(prepare_export_folder(args.output_path, args.overwrite, "a span_marker export"),
+                                args.encoder_name)
+    print(f"wrote {out} (load it with span_marker.SpanMarkerModel.from_pretrained or ours)")
+    if not args.verify:
+        return 0
+    sentences = [s.words for s in read_wojood(data).sentences][:200]
+    back = SpanMarkerModel.from_pretrained(out)
     diff = max((float(np.abs(a[1] - b[1]).max()) for a, b in zip(model.span_logits(sentences),
                                                                   back.span_logits(sentences)) if len(a[0])),
                default=0.0)
@@ -127,11 +123,7 @@ def _to_span_marker(args) -> int:
 def _from_pytorch(args) -> int:
     from arner_jax.convert.pytorch import import_token_classifier
 
-    try:
-        out = import_token_classifier(args.hf_model, args.output_path)
-    except (CheckpointError, FileExistsError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    out = import_token_classifier(args.hf_model, args.output_path)
     print(f"wrote run folder {out}: use it with arner_jax.predict / arner_jax.evaluate")
     return 0
 

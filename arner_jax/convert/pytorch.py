@@ -1,47 +1,74 @@
-"""Run folders to PyTorch and back.
+"""Tagger run folders to PyTorch and back.
 
 Owns:
-  export_run      a run's kept model as a PyTorch folder. Flat single-head models become a Hugging
-                  Face `BertForTokenClassification` / `XLMRobertaForTokenClassification` folder
-                  (id2label, tokenizer, safetensors) that `pipeline("token-classification")`
-                  loads; nested and MTN models become the Hugging Face encoder folder plus the
-                  heads (`arner_heads.safetensors`, `arner_tagger.json`) for `arner_jax.torch_tagger`.
+  export_run      a tagger run's kept model as a PyTorch folder. A flat (single-head) tagger becomes a
+                  Hugging Face `BertForTokenClassification` / `XLMRobertaForTokenClassification`
+                  folder (id2label, tokenizer, safetensors) that `pipeline("token-classification")`
+                  loads; nested and MTN taggers become the Hugging Face encoder folder plus the heads
+                  (`arner_heads.safetensors`, `arner_tagger.json`) for `arner_jax.convert.torch_tagger`.
   verify_export   both frameworks on a labelled file: largest logit difference, identical tags.
   import_token_classifier   a Hugging Face token-classification checkpoint (IOB2 labels) as a run
-                  folder of our flat tagger, which predict/evaluate then use like any run.
+                  folder of the flat tagger, which predict/evaluate then use like any run.
+Every folder written is marked as an export (`EXPORT_MARKER`); an output folder that holds other
+files, or a run folder, is refused, and an earlier export is replaced only with overwrite=True.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
+from arner_jax import run_folder
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.encoders import CheckpointError, EncoderConfig, hf_to_params, params_to_hf, read_state_dict
 from arner_jax.encoders.hf_weights import base_prefix, hf_config_dict, write_hf_folder
+from arner_jax.errors import UserError
+from arner_jax.families import family_for
 
 TOKEN_CLASSIFIER = {"bert": "BertForTokenClassification", "xlm-roberta": "XLMRobertaForTokenClassification",
                     "roberta": "RobertaForTokenClassification"}
+EXPORT_MARKER = ".arner_jax_export"
 
 
 def _architecture(config: EncoderConfig) -> str:
     return TOKEN_CLASSIFIER.get(config.model_type, TOKEN_CLASSIFIER[config.family])
 
 
-def export_run(model_path: str | Path, output_path: str | Path) -> Path:
-    """Write the run's kept model as a PyTorch folder; returns the folder."""
+def prepare_export_folder(out: str | Path, overwrite: bool, what: str = "an export") -> Path:
+    """An empty folder to write `what` into: refuses a run folder and folders of other files; an
+    earlier export of arner_jax is replaced only with `overwrite`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file; --output_path must be a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if run_folder.is_run_folder(out):
+            raise UserError(f"{out}: is a run folder; write {what} to another --output_path")
+        if not (out / EXPORT_MARKER).is_file():
+            raise UserError(f"{out}: holds files arner_jax did not write; choose an empty or new --output_path")
+        if not overwrite:
+            raise UserError(f"{out}: holds an earlier export; pass --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EXPORT_MARKER).write_text(what + "\n", encoding="utf-8")
+    return out
+
+
+def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool = False) -> Path:
+    """Write a tagger run's kept model as a PyTorch folder; returns the folder."""
     from safetensors.numpy import save_file
 
-    from arner_jax.torch_tagger import HEADS_FILE, META_FILE
-    from arner_jax.train.assemble import load_run
-
-    run = load_run(model_path)
-    out = Path(output_path)
+    run = run_folder.load_run(model_path)
+    if "pytorch" not in run.family.export_formats:
+        raise UserError(f"{model_path}: a {run.config.kind} run cannot be exported to PyTorch as a tagger; its "
+                        f"family writes {', '.join(run.family.export_formats) or 'no export format'}")
+    spec = run.family.spec(run.config)
+    out = prepare_export_folder(output_path, overwrite, "a PyTorch export")
     params = {k: np.asarray(v) for k, v in run.params.items() if k != "encoder"}
-    if run.kind == "flat":
-        tags = run.vocab.flat_tags
+    if spec.flat_head:
+        tags = run.labels.flat_tags
         state = params_to_hf(run.params["encoder"], run.encoder, prefix=base_prefix(run.encoder))
         state["classifier.weight"] = params["head_kernel"][:, 0, :].T.copy()  # [C, H]
         state["classifier.bias"] = params["head_bias"][0].copy()
@@ -50,12 +77,13 @@ def export_run(model_path: str | Path, output_path: str | Path) -> Path:
                                 label2id={t: i for i, t in enumerate(tags)})
         write_hf_folder(out, state, config)
     else:
+        from arner_jax.convert.torch_tagger import HEADS_FILE, META_FILE
         from arner_jax.encoders import save_pretrained_encoder
 
         save_pretrained_encoder(out, run.params["encoder"], run.encoder)
         save_file({"kernel": params["head_kernel"], "bias": params["head_bias"]}, str(out / HEADS_FILE))
-        meta = {"kind": run.kind, "vocab": run.vocab.to_json(), "max_length": run.max_length,
-                "source_run": str(Path(model_path).resolve())}
+        meta = {"kind": run.config.kind, "one_tag_per_word": spec.one_tag_per_word, "vocab": run.labels.to_json(),
+                "max_length": run.max_length, "source_run": str(Path(model_path).resolve())}
         (out / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     run.tokenizer.save_pretrained(str(out))
     return out
@@ -76,12 +104,13 @@ def verify_export(model_path: str | Path, exported: str | Path, data_path: str |
     from arner_jax.predict import NERTagger
 
     sentences = [s.words for s in read_wojood(data_path).sentences]
-    ours = NERTagger.from_pretrained(model_path)
-    jax_out = ours.tag_words(sentences)
-    if ours.kind == "flat":
-        theirs = _hf_token_classifier_outputs(exported, sentences, ours)
+    ours = NERTagger.from_pretrained(model_path, with_logits=True)
+    split, outputs = ours.outputs(sentences)
+    jax_out = split.per_word(outputs)
+    if ours.family.spec(ours.config).flat_head:
+        theirs = _hf_token_classifier_outputs(exported, split)
     else:
-        from arner_jax.torch_tagger import TorchTagger
+        from arner_jax.convert.torch_tagger import TorchTagger
 
         with torch.no_grad():
             theirs = TorchTagger.from_pretrained(exported).tag_words(sentences)
@@ -94,35 +123,32 @@ def verify_export(model_path: str | Path, exported: str | Path, data_path: str |
     return ExportCheck(words, diff, differ)
 
 
-def _hf_token_classifier_outputs(folder, sentences, ours):
-    """Logits and argmax of the exported Hugging Face model, on the same windows as ours."""
+def _hf_token_classifier_outputs(folder, split):
+    """Logits and argmax of the exported Hugging Face model, on the same windows as ours (one at a time)."""
     import torch
     from transformers import AutoModelForTokenClassification
 
-    from arner_jax.data.align import encode_sentences, scatter_to_words
-    from arner_jax.data.wojood import Sentence
+    from arner_jax.data.align import scatter_to_words
 
     model = AutoModelForTokenClassification.from_pretrained(str(folder), attn_implementation="eager").eval()
-    sents = [Sentence(list(w), [["O"] for _ in w]) for w in sentences]
-    windows, _ = encode_sentences(sents, ours.tokenizer, ours.vocab, "flat", ours.run.max_length)
     logits = []
     with torch.no_grad():
-        for w in windows:
+        for w in split.windows:
             out = model(torch.tensor(w.input_ids[None], dtype=torch.long)).logits[0].numpy()  # [n, C]
             logits.append(out[:, None, :])  # [n, 1, C]
-    per_word = scatter_to_words(windows, [len(s) for s in sents], logits)
+    per_word = scatter_to_words(split.windows, [len(s) for s in split.sentences], logits)
     return [{"logits": lg, "ids": lg.argmax(-1)} for lg in per_word]
 
 
 def import_token_classifier(hf_model: str | Path, output_path: str | Path) -> Path:
-    """A Hugging Face token-classification folder (IOB2 labels) as a run folder of our flat tagger."""
+    """A Hugging Face token-classification folder (IOB2 labels) as a run folder of the flat tagger."""
     from transformers import AutoTokenizer
 
+    from arner_jax.config import RunConfig
     from arner_jax.encoders import resolve_model_dir
-    from arner_jax.train import config as files
-    from arner_jax.train.checkpoints import RunCheckpoints
-    from arner_jax.train.config import RunConfig, write_run_config
 
+    out = Path(output_path)
+    run_folder.check_output(out, overwrite=False, resume=False)
     folder = resolve_model_dir(hf_model)
     raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     id2label = {int(k): v for k, v in (raw.get("id2label") or {}).items()}
@@ -143,16 +169,10 @@ def import_token_classifier(hf_model: str | Path, output_path: str | Path) -> Pa
     order = [tags.index(t) for t in vocab.flat_tags]  # our flat tag order -> their row
     params = {"encoder": enc_params, "head_kernel": np.asarray(weight, np.float32)[order].T[:, None, :].copy(),
               "head_bias": np.asarray(bias, np.float32)[order][None].copy()}
-    out = Path(output_path)
-    if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out}: the folder is not empty; choose another --output_path")
-    out.mkdir(parents=True, exist_ok=True)
-    AutoTokenizer.from_pretrained(str(folder)).save_pretrained(str(out / files.TOKENIZER))
-    vocab.save(out / files.VOCAB)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
     run_config = RunConfig(kind="flat", bert_model=str(folder), max_length=config.max_text_positions)
-    write_run_config(out, run_config, config.to_dict(), (1, len(vocab.flat_tags)),
-                     {"max_length": config.max_text_positions, "imported_from": str(folder)})
-    ckpt = RunCheckpoints(out)
-    ckpt.save_best(0, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None})
-    ckpt.close()
+    run_folder.create(out, overwrite=False)
+    run_folder.write_run(out, run_config, family_for(run_config.kind), vocab, config, tokenizer, {})
+    run_folder.save_params(out, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None,
+                                         "imported_from": str(folder)})
     return out

@@ -1,30 +1,24 @@
-"""Batches of fixed, few shapes: length buckets, seeded shuffling, order-restoring evaluation.
+"""Batches of fixed, few shapes: length buckets, seeded shuffling, sorted evaluation batches.
 
-Owns: padding windows to a bucket length (so only a handful of shapes ever compile), choosing
-the bucket lengths that waste the fewest padded tokens on a split (`fit_buckets`), the
-training order (a pure function of seed and epoch, so a resumed run sees the same batches),
-sorted evaluation batches that carry each row's window index, and the last partial batch, kept
-and padded with empty rows whose masks are zero.
-
-A batch is a dict of numpy arrays:
-  input_ids [B, L] int32, attention_mask [B, L] int32, labels [B, L, K] int32,
-  label_mask [B, L] float32 (positions that are trained), word_index [B, L] int32 (-1: not scored),
-  window_index [B] int32 (-1: a padding row).
+Owns: the bucket lengths items are padded to (so that only a handful of shapes ever compile):
+for training, the lengths fitted to the training split that waste the fewest padded tokens
+(`fit_buckets`); for evaluation and prediction, one fixed ladder (`EVAL_LENGTHS`), so that
+validation, test, `evaluate` and `predict` share their compiled programs across splits, calls
+and runs. Also the training order (a pure function of seed and epoch, so that a resumed run
+sees the same batches), length-sorted evaluation batches, and padding tagger windows into a
+batch (`collate_windows`); the last partial batch of a bucket is kept and padded with empty rows
+whose masks are zero. Items are anything with a token length; batches are dicts of numpy arrays.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from arner_jax.data.align import Window
 
-DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
-# Prediction on a few inputs: a fixed ladder (each length compiled once, on first use), so
-# repeated small calls stop compiling; many inputs get fitted buckets, multiples of 16 (a bounded
-# set of shapes over all calls).
-PREDICT_BUCKETS = (16, 32, 48, 64, 96, 128, 192, 256, 384, 512)
-PREDICT_FIT_BATCHES = 4
+# Evaluation and prediction lengths: fine steps where most sentences are, coarser above.
+EVAL_LENGTHS = (16, 32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 448, 512)
 MAX_BUCKETS = 8
 
 
@@ -70,7 +64,7 @@ def fit_buckets(lengths: Sequence[int], batch_size: int, max_length: int, max_bu
     return tuple(sorted(chosen))
 
 
-def bucket_lengths(max_length: int, buckets: Sequence[int] = DEFAULT_BUCKETS) -> tuple[int, ...]:
+def bucket_lengths(max_length: int, buckets: Sequence[int] = EVAL_LENGTHS) -> tuple[int, ...]:
     """The bucket lengths in use: those below max_length, then max_length itself."""
     return tuple(sorted({b for b in buckets if b < max_length} | {max_length}))
 
@@ -79,20 +73,16 @@ def bucket_of(length: int, lengths: Sequence[int]) -> int:
     for b in lengths:
         if length <= b:
             return b
-    raise ValueError(f"a window of {length} tokens exceeds the largest bucket {lengths[-1]}")
+    raise ValueError(f"an item of {length} tokens exceeds the largest bucket {lengths[-1]}")
 
 
-def predict_buckets(lengths: Sequence[int], rows: int, max_length: int) -> tuple[int, ...]:
-    """Bucket lengths for prediction: PREDICT_BUCKETS for a few batches, fitted for more."""
-    if len(lengths) >= PREDICT_FIT_BATCHES * rows:
-        return fit_buckets(lengths, rows, max_length, multiple=16)
-    return PREDICT_BUCKETS
+def collate_windows(windows: Sequence[Window], indices: Sequence[int], batch_size: int, length: int,
+                    pad_id: int, reference_labels: bool = False) -> dict[str, np.ndarray]:
+    """Pad the tagger windows `indices` into one batch of `batch_size` rows and `length` tokens.
 
-
-def collate(windows: Sequence[Window], indices: Sequence[int], batch_size: int, length: int,
-            pad_id: int, reference_labels: bool = False) -> dict[str, np.ndarray]:
-    """Pad the windows `indices` into one batch of `batch_size` rows and `length` tokens.
-
+    Returns input_ids [B, L] int32, attention_mask [B, L] int32, labels [B, L, K] int32,
+    label_mask [B, L] float32 (positions that are trained), word_index [B, L] int32 (-1: not
+    scored), window_index [B] int32 (-1: a padding row).
     reference_labels: the Wojood reference's training: every position of a real row ([CLS],
     [SEP], non-first subwords, padding) is trained with label O, and no attention mask is used.
     """
@@ -120,72 +110,26 @@ def _chunks(indices: Sequence[int], size: int):
     return [indices[i:i + size] for i in range(0, len(indices), size)]
 
 
-def train_batches(windows: Sequence[Window], batch_size: int, max_length: int, seed: int, epoch: int,
-                  pad_id: int, buckets: Sequence[int] = DEFAULT_BUCKETS,
-                  reference_labels: bool = False) -> list[tuple[int, list[int]]]:
-    """The epoch's batches as (bucket length, window indices), shuffled from (seed, epoch).
+def train_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int,
+                  buckets: Sequence[int]) -> list[tuple[int, list[int]]]:
+    """The epoch's batches as (bucket length, item indices), shuffled from (seed, epoch).
 
-    Windows are shuffled, grouped by bucket, cut into batches (a bucket's last batch may be
-    partial and is kept), and the batches are shuffled again. Call `collate` on each.
+    Items are shuffled, grouped by bucket, cut into batches (a bucket's last batch may be
+    partial and is kept), and the batches are shuffled again.
     """
-    lengths = bucket_lengths(max_length, buckets)
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(windows))
-    by_bucket: dict[int, list[int]] = {b: [] for b in lengths}
+    order = rng.permutation(len(lengths))
+    by_bucket: dict[int, list[int]] = {b: [] for b in buckets}
     for i in order:
-        by_bucket[bucket_of(len(windows[i]), lengths)].append(int(i))
-    plan = [(b, chunk) for b in lengths for chunk in _chunks(by_bucket[b], batch_size)]
+        by_bucket[bucket_of(lengths[i], buckets)].append(int(i))
+    plan = [(b, chunk) for b in buckets for chunk in _chunks(by_bucket[b], batch_size)]
     return [plan[i] for i in rng.permutation(len(plan))]
 
 
-def eval_batches(windows: Sequence[Window], batch_size: int, max_length: int,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS) -> list[tuple[int, list[int]]]:
-    """Length-sorted batches as (bucket length, window indices); outputs map back by index."""
-    lengths = bucket_lengths(max_length, buckets)
-    order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
-    by_bucket: dict[int, list[int]] = {b: [] for b in lengths}
+def eval_batches(lengths: Sequence[int], batch_size: int, buckets: Sequence[int]) -> list[tuple[int, list[int]]]:
+    """Length-sorted batches as (bucket length, item indices); outputs map back by index."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    by_bucket: dict[int, list[int]] = {b: [] for b in buckets}
     for i in order:
-        by_bucket[bucket_of(len(windows[i]), lengths)].append(i)
-    return [(b, chunk) for b in lengths for chunk in _chunks(by_bucket[b], batch_size)]
-
-
-def iterate(windows: Sequence[Window], plan, batch_size: int, pad_id: int,
-            reference_labels: bool = False) -> Iterator[dict[str, np.ndarray]]:
-    """Collate a batch plan lazily."""
-    for length, indices in plan:
-        yield collate(windows, indices, batch_size, length, pad_id, reference_labels)
-
-
-def per_word_outputs(sentences: Sequence[Sequence[str]], tokenizer, vocab, layout: str, max_length: int,
-                     batch_size: int, fn, empty: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
-    """Run a model over unlabelled sentences and return, per sentence, its outputs per word.
-
-    fn(input_ids [B, L], attention_mask [B, L]) -> {name: array [B, L, ...]} (numpy). Windows are
-    length-sorted into buckets (PREDICT_BUCKETS, or fitted to a large input); a small input gets
-    fewer rows (a power of two, so shapes stay few).
-    A word's output is that of its first subword in the window that scores it; an empty sentence
-    gets `empty` (arrays with 0 rows).
-    """
-    from arner_jax.data.align import encode_sentences, scatter_to_words
-    from arner_jax.data.wojood import Sentence
-
-    sents = [Sentence(list(words), [["O"] for _ in words]) for words in sentences]
-    chosen = [s for s in sents if len(s)]
-    results = [dict(empty) for _ in sents]
-    if not chosen:
-        return results
-    windows, _ = encode_sentences(chosen, tokenizer, vocab, layout, max_length)
-    outputs: dict[str, list] = {k: [None] * len(windows) for k in empty}
-    rows = min(batch_size, 1 << (len(windows) - 1).bit_length())
-    buckets = predict_buckets([len(w) for w in windows], rows, max_length)
-    for length, indices in eval_batches(windows, rows, max_length, buckets):
-        batch = collate(windows, indices, rows, length, int(tokenizer.pad_token_id))
-        got = fn(batch["input_ids"], batch["attention_mask"])
-        for row, i in enumerate(indices):
-            for k in outputs:
-                outputs[k][i] = got[k][row, :len(windows[i])]
-    per_word = {k: scatter_to_words(windows, [len(s) for s in chosen], v) for k, v in outputs.items()}
-    nonempty = [i for i, s in enumerate(sents) if len(s)]
-    for j, i in enumerate(nonempty):
-        results[i] = {k: v[j] for k, v in per_word.items()}
-    return results
+        by_bucket[bucket_of(lengths[i], buckets)].append(i)
+    return [(b, chunk) for b in buckets for chunk in _chunks(by_bucket[b], batch_size)]

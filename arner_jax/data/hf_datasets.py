@@ -1,17 +1,22 @@
-"""Token-classification corpora from the `datasets` library, saved as Wojood-format files.
+"""Token-classification corpora from the `datasets` library, as Wojood sentences.
 
 Owns: loading a hub dataset ("wikiann:ar" is `load_dataset("wikiann", "ar")`, which needs the
 hub or its cache) or a folder written by `DatasetDict.save_to_disk`, reading its `tokens` and
 `ner_tags` columns (class ids named by the ClassLabel feature, or tag strings) in any scheme
-(IOB1/IOB2/BIOES/BILOU, rewritten as IOB2), and writing train/val/test files that the rest of
-arner_jax reads like any Wojood/CoNLL flat file.
+(IOB1/IOB2/BIOES/BILOU, rewritten as IOB2), as train/val/test sentences; a run writes them into
+its folder as Wojood files, which the rest of arner_jax reads like any flat file.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from arner_jax.data.schemes import to_iob2
-from arner_jax.data.wojood import Sentence, write_wojood
+from arner_jax.data.wojood import Sentence
+from arner_jax.errors import UserError
+
+
+class DatasetError(UserError):
+    """A `datasets` corpus that cannot be loaded or lacks what a run needs."""
 
 SPLIT_NAMES = {"train": ("train",), "val": ("validation", "val", "dev"), "test": ("test",)}
 
@@ -28,7 +33,7 @@ def load_dataset_dict(name_or_path: str):
     try:
         return load_dataset(name, config or None)
     except Exception as err:  # noqa: BLE001 - offline, unknown name, ...: all need the same advice
-        raise RuntimeError(
+        raise DatasetError(
             f"--dataset {name_or_path}: not a folder, and `load_dataset({name!r}, {config or None!r})` failed "
             f"({type(err).__name__}: {err}). Without the hub, pass a folder saved with "
             "DatasetDict.save_to_disk, or --train_path/--val_path/--test_path files.") from None
@@ -38,7 +43,8 @@ def dataset_sentences(split) -> list[Sentence]:
     """The sentences of one `datasets` split with `tokens` and `ner_tags` columns, tags in IOB2."""
     for column in ("tokens", "ner_tags"):
         if column not in split.column_names:
-            raise ValueError(f"the dataset has no {column!r} column (columns: {split.column_names})")
+            raise DatasetError(f"the dataset has no {column!r} column (columns: {split.column_names}); a token "
+                               "classification dataset needs `tokens` and `ner_tags`")
     feature = getattr(split.features["ner_tags"], "feature", None)
     names = getattr(feature, "names", None)
     out = []
@@ -48,17 +54,14 @@ def dataset_sentences(split) -> list[Sentence]:
     return out
 
 
-def save_dataset_splits(name_or_path: str, folder: str | Path) -> dict[str, Path]:
-    """Write the dataset's train/val/test splits as Wojood files in `folder`."""
+def dataset_splits(name_or_path: str) -> dict[str, list[Sentence]]:
+    """The dataset's train/val/test splits as sentences with IOB2 tags (empty sentences dropped)."""
     data = load_dataset_dict(name_or_path)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
+    out = {}
     for ours, candidates in SPLIT_NAMES.items():
         name = next((c for c in candidates if c in data), None)
         if name is None:
-            raise ValueError(f"--dataset {name_or_path}: no {ours} split among {list(data)} (expected one of "
-                             f"{candidates})")
-        paths[ours] = folder / f"{ours}.txt"
-        write_wojood(paths[ours], [s for s in dataset_sentences(data[name]) if len(s)])
-    return paths
+            raise DatasetError(f"--dataset {name_or_path}: no {ours} split among {list(data)} (expected one of "
+                               f"{candidates})")
+        out[ours] = [s for s in dataset_sentences(data[name]) if len(s)]
+    return out

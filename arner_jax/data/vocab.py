@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from arner_jax.data.wojood import Corpus, WojoodFormatError
+from arner_jax.data.wojood import Corpus
 
 NESTED_CLASSES = ("O", "B", "I")  # class id -> prefix, the same for every type
 
@@ -61,17 +61,7 @@ class LabelVocab:
     def flat_id(self, tag: str) -> int:
         return self.flat_tags.index(tag)
 
-    # ---------------------------------------------------------------- checks and files
-    def check_corpus(self, corpus: Corpus) -> None:
-        """Refuse data whose types the model was not trained on."""
-        unknown = sorted(set(corpus.types) - set(self.types))
-        if unknown:
-            s = next(s for s in corpus.sentences if any(t[2:] in unknown for tags in s.tags for t in tags))
-            raise WojoodFormatError(
-                corpus.path, s.first_line or None,
-                f"entity types {unknown} are not in the model's vocabulary {list(self.types)}; "
-                "train a model on data with these types, or map them to known ones.")
-
+    # ---------------------------------------------------------------- files
     def to_json(self) -> dict:
         return {"types": list(self.types), "type_classes": {t: list(c) for t, c in zip(self.types, self.type_classes)},
                 "flat_tags": list(self.flat_tags)}
@@ -80,7 +70,10 @@ class LabelVocab:
         Path(path).write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "LabelVocab":
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    def from_json(cls, raw: dict) -> "LabelVocab":
         types = tuple(raw["types"])
         return cls(types, tuple(tuple(raw["type_classes"][t]) for t in types))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LabelVocab":
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))

@@ -12,12 +12,14 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from arner_jax.errors import UserError
+
 TAG_RE = re.compile(r"^[BI]-[A-Za-z_][A-Za-z0-9_]*$")
 ANY_SCHEME_RE = re.compile(r"^[BIESLU]-[A-Za-z_][A-Za-z0-9_]*$")  # IOB1/IOB2/BIOES/BILOU
 SCHEMES = ("iob2", "any")  # iob2: Wojood's own format, strictly; any: converted to IOB2 on reading
 
 
-class WojoodFormatError(ValueError):
+class WojoodFormatError(UserError, ValueError):
     """A Wojood file that cannot be read; the message names the file and line and what to fix."""
 
     def __init__(self, path, line: int | None, message: str):
@@ -142,7 +144,11 @@ def read_text(path: str | Path) -> str:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise WojoodFormatError(path, None, "no such file.") from None
+        raise WojoodFormatError(path, None, "no such file; check the path") from None
+    except IsADirectoryError:
+        raise WojoodFormatError(path, None, "is a folder; give the data file inside it") from None
+    except PermissionError:
+        raise WojoodFormatError(path, None, "cannot be read (permission denied)") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:

@@ -10,8 +10,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from arner_jax.errors import UserError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(UserError, ValueError):
     """A checkpoint folder or file that cannot be used; the message says which file and why."""
 
 

@@ -86,14 +86,16 @@ def span_logits(apply_fn: Callable, params, batch: dict, rngs=None, deterministi
 
 @dataclasses.dataclass(frozen=True)
 class SpanObjective:
-    """Cross-entropy over real spans (SPEC 7) for train.parallel.StepBodies.
+    """Cross-entropy over real spans (SPEC 7): an arner_jax.families.Objective.
 
     Statistics are sums (negative log-likelihood, span count), so the loss of a batch split over
-    devices is the loss of the whole batch; predict gives each slot's argmax class and its
-    probability.
+    devices is the loss of the whole batch; predict gives each slot's argmax class `label` and
+    its probability `score` (and the logits when asked).
     """
 
     apply_fn: Callable
+    with_logits: bool = False
+    batch_keys: tuple[str, ...] = ("input_ids", "text_len", "starts", "ends", "num_spans", "labels", "label_mask")
 
     def statistics(self, params, batch, rngs, deterministic: bool, rank_offset=None):
         logits = span_logits(self.apply_fn, params, batch, rngs, deterministic)
@@ -107,4 +109,7 @@ class SpanObjective:
 
     def predict(self, logits):
         probs = jax.nn.softmax(logits, axis=-1)
-        return {"label": jnp.argmax(probs, axis=-1).astype(jnp.int32), "score": jnp.max(probs, axis=-1)}
+        out = {"label": jnp.argmax(probs, axis=-1).astype(jnp.int32), "score": jnp.max(probs, axis=-1)}
+        if self.with_logits:
+            out["logits"] = logits
+        return out

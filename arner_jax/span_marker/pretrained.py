@@ -2,7 +2,8 @@
 
 Owns: `from_pretrained` (a folder written by the PyTorch `span_marker` package, or a span run
 folder of ours), `predict` returning SpanMarker's records, `span_logits` (every candidate's
-logits, for parity checks) and `save_pretrained` in the PyTorch package's layout.
+logits, for parity checks) and `save_pretrained` in the PyTorch package's layout. Prediction
+runs through the inference driver and the data-parallel eval step, as evaluation does.
 
     model = SpanMarkerModel.from_pretrained("path/to/span-marker-checkpoint")
     model.predict("جريدة فلسطين 19 تشرين الأول 1921 .")
@@ -17,8 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arner_jax.data.batching import eval_batches
+from arner_jax import inference
 from arner_jax.encoders import EncoderConfig
+from arner_jax.parallel import PmapParallel, StepBodies
+from arner_jax.run_folder import RunFolderError, load_run
 from arner_jax.span_marker import spans as S
 from arner_jax.span_marker.checkpoint import (
     SpanConfig,
@@ -28,7 +31,8 @@ from arner_jax.span_marker.checkpoint import (
     usable_length,
     write_span_marker,
 )
-from arner_jax.span_marker.model import SpanMarker
+from arner_jax.span_marker.family import SpanFamily, SpanSplit, encode_texts
+from arner_jax.span_marker.model import SpanMarker, SpanObjective
 
 Inputs = str | Sequence[str] | Sequence[Sequence[str]]
 
@@ -47,9 +51,8 @@ class SpanMarkerModel:
         self.module = SpanMarker(encoder, len(span.labels), self.start_id, self.end_id,
                                  dropout=encoder.hidden_dropout_prob,
                                  dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
-        self.params = jax.device_put(params)
-        self._apply = jax.jit(lambda p, b: self.module.apply({"params": p}, b["input_ids"], b["text_len"],
-                                                             b["starts"], b["ends"], b["num_spans"]))
+        self.parallel = PmapParallel(StepBodies(SpanObjective(self.module.apply, with_logits=True)))
+        self.params = self.parallel.put_params(params)
 
     @property
     def labels(self) -> list[str]:
@@ -63,43 +66,30 @@ class SpanMarkerModel:
         if is_span_marker_folder(path):
             got = read_span_marker(path)
             return cls(got.encoder, got.span, got.params, got.tokenizer, dtype or "float32", batch_size, truncate)
-        from arner_jax.train.assemble import load_run
-
         run = load_run(path, dtype)
-        if run.span is None:
-            raise ValueError(f"{path}: a {run.kind} tagger run, not a span model; use arner_jax.predict.NERTagger.")
-        return cls(run.encoder, run.span, run.params, run.tokenizer, dtype or run.config.dtype, batch_size, truncate)
+        if not isinstance(run.family, SpanFamily):
+            raise RunFolderError(f"{path}: a {run.config.kind} run, not a span model; use "
+                                 "arner_jax.predict.NERTagger")
+        span = run.family.span_config(run.config, run.labels, run.encoder)
+        return cls(run.encoder, span, run.params, run.tokenizer, run.config.dtype, batch_size, truncate)
 
     def save_pretrained(self, out_dir: str | Path, name_or_path: str = "") -> Path:
         """Write the PyTorch package's layout (config.json, model.safetensors, tokenizer files)."""
-        params = jax.device_get(self.params)
+        params = jax.tree.map(np.asarray, self.parallel.get_state(self.params))
         return write_span_marker(out_dir, self.encoder, self.config, params, self.tokenizer, name_or_path)
 
     # ------------------------------------------------------------------ scoring
+    def _run(self, texts: Sequence) -> tuple[SpanSplit, list[dict]]:
+        split = encode_texts(texts, self.tokenizer, self.config, self.max_tokens, int(self.tokenizer.pad_token_id),
+                             nested=False, truncate=self.truncate)
+        result = inference.run(self.parallel, self.params, split, self.batch_size, self.max_tokens)
+        return split, result.outputs
+
     def span_logits(self, texts: Sequence[str | Sequence[str]]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text: its candidate spans [S, 2] (word start, end exclusive) and their logits [S, C]."""
-        return [(spans, out["logits"]) for spans, out, _ in self._run(texts, logits=True)]
-
-    def _run(self, texts, logits: bool = False):
-        toks = [S.tokenize(self.tokenizer, t) for t in texts]
-        pieces = [p for i, tok in enumerate(toks)
-                  for p in S.make_pieces(tok, i, self.max_tokens, self.config.entity_max_length,
-                                         truncate=self.truncate)]
-        most = max((len(p.spans) for p in pieces), default=1)
-        slots = min(self.config.marker_max_length, max(8, 1 << (most - 1).bit_length()))
-        rows = S.pack_rows(pieces, slots)
-        outputs: list[dict | None] = [None] * len(rows)
-        batch_rows = min(self.batch_size, 1 << max(len(rows) - 1, 0).bit_length())
-        for width, indices in eval_batches(rows, batch_rows, self.max_tokens):
-            batch = S.collate_rows(pieces, rows, indices, batch_rows, width, slots, int(self.tokenizer.pad_token_id))
-            out = np.asarray(self._apply(self.params, batch))
-            probs = _softmax(out)
-            for r, i in enumerate(indices):
-                row = {"label": probs[r].argmax(-1), "score": probs[r].max(-1)}
-                if logits:
-                    row["logits"] = out[r]
-                outputs[i] = row
-        return [(sp, out, tok) for (sp, out), tok in zip(S.per_text(pieces, rows, outputs, len(texts)), toks)]
+        split, outputs = self._run(texts)
+        C = len(self.labels)
+        return [(spans, out.get("logits", np.zeros((0, C), np.float32))) for spans, out in split.per_text(outputs)]
 
     # ------------------------------------------------------------------ predict
     def predict(self, inputs: Inputs, nested: bool = False, threshold: float = 0.0):
@@ -116,14 +106,10 @@ class SpanMarkerModel:
             return self.predict([inputs], nested, threshold)[0] if inputs else []
         if not inputs:
             return []
-        results = []
-        for text, (spans, out, tok) in zip(inputs, self._run(list(inputs))):
-            if not len(spans):
-                results.append([])
-                continue
-            found = S.decode(spans, out["label"], out["score"], nested=nested, threshold=threshold)
-            results.append([self._record(text, tok, e) for e in found])
-        return results
+        split, outputs = self._run(list(inputs))
+        found = split.decoded(outputs, nested, threshold)
+        return [[self._record(text, tok, e) for e in entities]
+                for text, tok, entities in zip(inputs, split.tokenized, found)]
 
     def _record(self, text, tok: S.Tokenized, entity: S.Entity) -> dict:
         s, e, label, score = entity
@@ -134,8 +120,3 @@ class SpanMarkerModel:
         else:
             record.update(span=list(text[s:e]), word_start_index=s, word_end_index=e)
         return record
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)

@@ -1,111 +1,118 @@
-"""The command line of the training experiments (`python -m experiments.wojood_nested`, ...).
+"""The training command line: `python -m arner_jax.train --preset NAME` (and `python -m experiments.NAME`).
 
 Owns: the flags (the reference's names: --output_path --train_path --val_path --test_path
---bert_model --batch_size --max_epochs --seed; the rest named after RunConfig fields), starting,
-refusing, overwriting or resuming a run folder, and printing where the results are.
+--bert_model --batch_size --max_epochs --seed; the rest are RunConfig's fields, with their help,
+choices and defaults written once in arner_jax.config and the preset), the run-folder flags
+(--output_path --overwrite --resume), the compilation cache, multi-process start, and printing
+where the results are. User errors end with one line, `error: ...`, and exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Sequence
 
-from arner_jax.train.config import CONFIG, METRICS, SPAN_KINDS, SPAN_ONLY, TAGGER_ONLY, RunConfig
+from arner_jax import run_folder
+from arner_jax.config import RunConfig
+from arner_jax.errors import exit_on_user_error
+from arner_jax.families import family_for
+from arner_jax.presets import PRESETS, get_preset
 
-log = logging.getLogger("arner_jax")
-_HELP = {
-    "kind": "nested: one head per type; flat: one head over flat tags; mtn: per-type heads on flat data",
-    "bert_model": "Hugging Face id or folder of the encoder to fine-tune (default: a small encoder from scratch)",
-    "max_length": "subword tokens per window; longer sentences are split into overlapping windows",
-    "reference_labels": "train as the reference: every subword, [CLS], [SEP] and padding as O, no attention mask",
-    "lr": "peak learning rate (default: 2e-5 fine-tuning a tagger, 1e-5 a span model, 5e-4 from scratch)",
-    "dataset": "a `datasets` hub name (wikiann:ar) or a saved `datasets` folder, instead of the data paths",
-    "tag_scheme": "iob2: Wojood files, strictly; any: also IOB1, BIOES and BILOU tags (converted to IOB2)",
-    "marker_max_length": "marker pairs per row; spans that do not fit go into further rows repeating the text",
-    "entity_max_length": "longest candidate span in words",
-    "threshold": "drop predicted entities whose probability is lower",
-    "select_by": "keep the model with the lowest validation loss (the reference) or the highest F1",
-    "parallel": "data parallelism: pmap over the local devices, or jit + shard_map over a mesh",
-    "checkpoint_every": "also save the resumable state every N steps (0: after each epoch only)",
-    "synthetic_sizes": "train/val/test sentences of the synthetic corpus (when no data paths are given)",
-}
+PREEMPTED_STATUS = 143  # 128 + SIGTERM: what a job scheduler expects of a process stopped by SIGTERM
+RUN_FLAGS = ("output_path", "overwrite", "resume", "preset", "smoke", "compilation_cache", "no_compilation_cache",
+             "distributed")
 
 
-def _hidden(kinds: Sequence[str]) -> set[str]:
-    """Settings that mean nothing to this experiment's model family."""
-    if all(k in SPAN_KINDS for k in kinds):
-        return set(TAGGER_ONLY)
-    if not any(k in SPAN_KINDS for k in kinds):
-        return set(SPAN_ONLY)
-    return set()
+def _flag_type(field: dataclasses.Field, value):
+    """The argparse type of a RunConfig field: from its default, or for None defaults its annotation."""
+    if value is not None:
+        return type(value)
+    return {"float": float, "int": int}.get(str(field.type).split(" |")[0], str)
 
 
-def _parser(defaults: RunConfig, kinds: Sequence[str], description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def build_parser(preset_name: str) -> argparse.ArgumentParser:
+    preset = get_preset(preset_name)
+    defaults = preset.config()
+    description = preset.doc.strip().splitlines()[0] if preset.doc else preset.name
+    p = argparse.ArgumentParser(prog=f"python -m experiments.{preset.name}", description=description,
+                                epilog=f"Preset {preset.name!r} (arner_jax.presets); defaults below are its "
+                                       "settings.")
     p.add_argument("--output_path", help="run folder (default: a new folder under the system temp dir)")
-    p.add_argument("--overwrite", action="store_true", help="delete a non-empty --output_path and start again")
-    p.add_argument("--resume", action="store_true", help="continue the run in --output_path from its latest checkpoint")
-    p.add_argument("--compilation_cache", default=None,
-                   help="folder of JAX's persistent compilation cache (default: ~/.cache/arner_jax/...)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="delete --output_path (a run folder of arner_jax only) and start again")
+    p.add_argument("--resume", action="store_true", help="continue the run in --output_path from its checkpoint")
+    p.add_argument("--preset", default=preset.name, choices=list(PRESETS), help="named settings (arner_jax.presets)")
+    p.add_argument("--smoke", action="store_true",
+                   help="the preset's smoke variant: tiny encoder, synthetic corpus, one epoch (seconds on a CPU)")
+    p.add_argument("--compilation_cache", help="folder of JAX's persistent compilation cache "
+                                               "(default: ~/.cache/arner_jax/jax_compilation_cache)")
     p.add_argument("--no_compilation_cache", action="store_true", help="do not use the persistent compilation cache")
     p.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
-                   help="call jax.distributed.initialize(): when the environment is a multi-host job (auto), always, never")
-    hidden = _hidden(kinds)
+                   help="multi-process JAX: when the environment is a multi-host job (auto), always, never")
+    shown = {o for kind in preset.kinds for o in family_for(kind).options}
+    hidden = {o for kind in _all_kinds() for o in family_for(kind).options} - shown
     for field in dataclasses.fields(RunConfig):
         name, value = field.name, getattr(defaults, field.name)
         if name in hidden:
             continue
-        kwargs = {"help": _HELP.get(name, " "), "default": value}
-        if name == "kind":
-            kwargs["choices"] = list(kinds)
+        help_text = field.metadata["help"] + ("" if isinstance(value, bool) else f" (default: {value})")
+        choices = list(preset.kinds) if name == "kind" else field.metadata.get("choices")
         if isinstance(value, bool):
-            p.add_argument(f"--{name}", action="store_true", help=kwargs["help"])
+            p.add_argument(f"--{name}", action="store_true", default=argparse.SUPPRESS, help=help_text)
         elif isinstance(value, tuple):
-            p.add_argument(f"--{name}", type=int, nargs=len(value), **kwargs)
+            p.add_argument(f"--{name}", type=int, nargs=len(value), default=argparse.SUPPRESS, help=help_text)
         else:
-            # None defaults: the type comes from the field's annotation ("float | None", ...)
-            typ = type(value) if value is not None else {"float": float, "int": int}.get(
-                str(field.type).split(" |")[0], str)
-            p.add_argument(f"--{name}", type=typ, **kwargs)
+            p.add_argument(f"--{name}", type=_flag_type(field, value), choices=choices, default=argparse.SUPPRESS,
+                           help=help_text)
     return p
 
 
-def main(argv: Sequence[str] | None = None, *, default_kind: str = "nested", kinds: Sequence[str] = ("nested",),
-         description: str = "", defaults: dict | None = None) -> dict:
-    """Parse flags and train. `defaults` overrides RunConfig defaults for this experiment."""
-    default = RunConfig(kind=default_kind, **(defaults or {}))
-    args = _parser(default, kinds, description).parse_args(argv)
-    from arner_jax.train import runtime
+def _all_kinds() -> tuple[str, ...]:
+    from arner_jax.families import kinds
 
-    runtime.maybe_initialize_distributed(args.distributed)
-    if not args.no_compilation_cache:
-        runtime.enable_compilation_cache(args.compilation_cache or runtime.default_cache_dir())
-    if args.output_path is None:
-        if args.resume:
-            sys.exit("--resume needs the --output_path of the run to continue")
-        args.output_path = tempfile.mkdtemp(prefix=f"arner_{args.kind}_{time.strftime('%Y%m%d_%H%M%S')}_")
-    given = RunConfig(**{f.name: getattr(args, f.name, getattr(default, f.name)) for f in dataclasses.fields(RunConfig)})
-    if args.resume:  # a resumed run is the saved run: its schedule and data must not change
-        given_flags = [f.name for f in dataclasses.fields(RunConfig) if getattr(given, f.name) != getattr(default, f.name)]
-        if given_flags:
-            print(f"--resume uses the run's saved settings; not read again: --{' --'.join(given_flags)}",
-                  file=sys.stderr)
-    from arner_jax.train.experiment import train_and_evaluate
+    return kinds()
 
-    try:
-        metrics = train_and_evaluate(None if args.resume else given, args.output_path, overwrite=args.overwrite,
-                                     resume=args.resume)
-    except runtime.RunFolderError as err:
-        sys.exit(f"error: {err}")
+
+def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") -> dict | None:
+    """Parse flags and train; returns the run's metrics."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with exit_on_user_error():
+        # --preset decides which flags exist and their defaults: read it first
+        first = argparse.ArgumentParser(add_help=False)
+        first.add_argument("--preset", default=preset)
+        args = build_parser(first.parse_known_args(argv)[0].preset).parse_args(argv)
+        given = {k: v for k, v in vars(args).items() if k not in RUN_FLAGS}
+        config = None if args.resume else get_preset(args.preset).config(args.smoke, **given)
+        if args.resume and args.output_path is None:
+            from arner_jax.errors import UserError
+
+            raise UserError("--resume needs the --output_path of the run to continue")
+        if args.resume and given:
+            print(f"--resume uses the run's saved settings; not read again: --{' --'.join(given)}", file=sys.stderr)
+        from arner_jax.train import runtime
+
+        runtime.start_processes(args.distributed)
+        if not args.no_compilation_cache:
+            runtime.enable_compilation_cache(args.compilation_cache or runtime.default_cache_dir())
+        if args.output_path is None:
+            args.output_path = tempfile.mkdtemp(prefix=f"arner_{config.kind}_{time.strftime('%Y%m%d_%H%M%S')}_")
+        from arner_jax.train.experiment import train_and_evaluate
+        from arner_jax.train.loop import Preempted
+
+        try:
+            metrics = train_and_evaluate(config, args.output_path, overwrite=args.overwrite, resume=args.resume)
+        except Preempted as stop:
+            print(f"preempted: {stop}; continue with the same command and --output_path {args.output_path} "
+                  "--resume", file=sys.stderr)
+            raise SystemExit(PREEMPTED_STATUS) from None
     run_dir = Path(args.output_path)
     if runtime.is_primary():
         print(f"\nval  micro-F1 {metrics['val']['f1']:.4f}   test micro-F1 {metrics['test']['f1']:.4f}  "
               f"({metrics['kind']}, kept epoch {metrics['best_epoch']} of {metrics['epochs_run']})")
-        print(f"results in {run_dir.resolve()}: {CONFIG}, {METRICS}, predictions_val.txt, predictions_test.txt, "
-              "train.log, tensorboard/, checkpoints/best")
+        print(f"results in {run_dir.resolve()}: {run_folder.CONFIG}, {run_folder.METRICS}, predictions_val.txt, "
+              f"predictions_test.txt, {run_folder.LOG}, {run_folder.TENSORBOARD}/, {run_folder.BEST}")
     return metrics

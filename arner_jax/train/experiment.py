@@ -1,10 +1,15 @@
 """One training run in one folder, callable from Python: `train_and_evaluate(config, output_path)`.
 
-Owns: the order of a run's set-up (the run folder, the saved settings of a resumed run, logging,
-assembling the data and model) before the loop (`train.loop.Trainer`) takes over. The
-experiments' command line (`train.cli`) and the notebooks both call it.
+Owns the order of a run's start, which is what makes a failed start cost nothing:
+  1. the settings (a RunConfig checks its own values; a resumed run reads its saved ones),
+  2. the output folder (refused when it cannot be used as asked),
+  3. every input (data files, the pretrained encoder): read and checked, read-only,
+  4. only then the folder is created (or an earlier run folder deleted, with --overwrite),
+  5. logging, the tokenizer, labels, model and splits (train.prepare), and the loop (train.loop).
+The experiments' command line (train.cli), the sweeps and the notebooks all call it.
 
-    from arner_jax.train import RunConfig, train_and_evaluate
+    from arner_jax.config import RunConfig
+    from arner_jax.train.experiment import train_and_evaluate
     metrics = train_and_evaluate(RunConfig(kind="nested", train_path=..., val_path=..., test_path=...,
                                            bert_model="UBC-NLP/ARBERTv2"), "runs/nested")
 """
@@ -15,38 +20,58 @@ import json
 import logging
 from pathlib import Path
 
+from arner_jax import run_folder
+from arner_jax.config import RunConfig
 from arner_jax.train import runtime
-from arner_jax.train.config import RunConfig, read_run_config
+from arner_jax.train.loop import Trainer
+from arner_jax.train.prepare import check_inputs, prepare
 
 log = logging.getLogger("arner_jax")
+
+
+def absolute_inputs(config: RunConfig) -> RunConfig:
+    """Input paths made absolute, so that a resume from another working directory reads the same files."""
+    changes = {name: str(Path(getattr(config, name)).expanduser().resolve())
+               for name in ("train_path", "val_path", "test_path") if getattr(config, name)}
+    for name in ("bert_model", "dataset"):  # hub ids stay as they are; local folders become absolute
+        value = getattr(config, name)
+        if value and Path(value).expanduser().is_dir():
+            changes[name] = str(Path(value).expanduser().resolve())
+    return config.replace(**changes)
 
 
 def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, overwrite: bool = False,
                        resume: bool = False) -> dict:
     """Train `config` in `output_path` and return its metrics (also in output_path/metrics.json).
 
-    A non-empty folder is refused (runtime.RunFolderError) unless `overwrite` (start again) or `resume` (continue from the
-    latest checkpoint with the run's saved settings; `config` may then be None).
+    A non-empty folder is refused (run_folder.RunFolderError) unless `overwrite` (a run folder
+    only: start again) or `resume` (continue from the latest checkpoint with the run's saved
+    settings; `config` may then be None). Every input is checked before anything is written.
     """
-    run_dir = runtime.prepare_run_dir(output_path, overwrite, resume)
-    runtime.barrier("run folder ready")
+    run_dir = Path(output_path)
+    run_folder.check_output(run_dir, overwrite, resume)
+    changed: list[str] = []
     if resume:  # a resumed run is the saved run: its schedule and data must not change
-        try:
-            saved = RunConfig.from_dict(read_run_config(run_dir)["run"])
-        except (FileNotFoundError, ValueError) as err:
-            raise runtime.RunFolderError(f"cannot resume: {err}") from err
+        saved = run_folder.read_run(run_dir).config
         changed = [] if config is None else [f.name for f in dataclasses.fields(RunConfig)
                                              if getattr(config, f.name) != getattr(saved, f.name)]
         config = saved
     elif config is None:
         raise ValueError("a new run needs its RunConfig (config=None only resumes)")
-    runtime.setup_logging(run_dir, "train.log")
-    if resume and changed:
-        log.warning("resuming with the run's saved settings; ignoring the new %s", ", ".join(changed))
-    log.info("run folder %s (%s)", run_dir.resolve(), "resumed" if resume else "new")
-    log.info("settings: %s", json.dumps(dataclasses.asdict(config), ensure_ascii=False))
-
-    from arner_jax.train.assemble import assemble
-    from arner_jax.train.loop import Trainer
-
-    return Trainer(assemble(config, run_dir, resume=resume)).fit(resume=resume)
+    else:
+        config = absolute_inputs(config)
+    # a resume that finds a checkpoint does not need the pretrained weights; one that finds none starts fresh
+    fresh_start = not resume or not run_folder.complete_steps(run_dir / run_folder.LATEST)
+    inputs = check_inputs(config, run_dir if resume else None, load_encoder=fresh_start)
+    if not resume and runtime.is_primary():
+        run_folder.create(run_dir, overwrite)
+    runtime.barrier("run folder ready")
+    runtime.setup_logging(run_dir, run_folder.LOG)
+    try:
+        if changed:
+            log.warning("resuming with the run's saved settings; ignoring the new %s", ", ".join(changed))
+        log.info("run folder %s (%s)", run_dir.resolve(), "resumed" if resume else "new")
+        log.info("settings: %s", json.dumps(config.to_dict(), ensure_ascii=False))
+        return Trainer(prepare(config, run_dir, inputs, resume=resume)).fit(resume=resume)
+    finally:
+        runtime.close_logging()

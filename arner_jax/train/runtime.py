@@ -1,29 +1,26 @@
-"""The process around a run: multi-host start, compilation cache, run folder, logs, compiles.
+"""The process around a run: compilation cache, logs, compilation counts, barriers, preemption.
 
-Owns: `jax.distributed.initialize()` when the environment asks for it; the JAX persistent
-compilation cache (on by default, in the user cache folder); creating or refusing the run
-folder; the logger writing `train.log` (primary process only); and counting XLA compilations.
+Owns: the JAX persistent compilation cache (on by default, in the user cache folder); the logger
+writing `train.log` (primary process only); counting XLA compilations; waiting for every
+process; and noticing SIGTERM (preemption) so that the loop can save and stop at a step boundary.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import shutil
+import signal
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import jax
 
 log = logging.getLogger("arner_jax")
 
 
-def maybe_initialize_distributed(mode: str = "auto") -> None:
-    """Start multi-process JAX when asked ("on") or when the environment is a multi-host job.
-
-    "auto" starts it when a coordinator address is set (JAX_COORDINATOR_ADDRESS), on a
-    multi-host TPU slice (TPU_WORKER_HOSTNAMES lists several hosts), or in a SLURM job of several
-    tasks; jax.distributed.initialize() then finds the rest of its settings itself.
-    """
+def start_processes(mode: str = "auto") -> None:
+    """Start multi-process JAX when asked ("on") or when the environment is a multi-host job."""
     if mode == "off":
         return
     multi = (
@@ -57,39 +54,13 @@ def is_primary() -> bool:
     return jax.process_index() == 0
 
 
-class RunFolderError(Exception):
-    """The run folder cannot be used as asked (not empty, nothing to resume, a file)."""
-
-
-def prepare_run_dir(run_dir: str | Path, overwrite: bool, resume: bool) -> Path:
-    """Create the run folder; refuse a non-empty one unless told to overwrite or resume it."""
-    run_dir = Path(run_dir)
-    if overwrite and resume:
-        raise RunFolderError("--overwrite and --resume exclude each other")
-    nonempty = run_dir.is_dir() and any(run_dir.iterdir())
-    if resume:
-        if not nonempty:
-            raise RunFolderError(f"{run_dir}: nothing to resume (the folder is missing or empty); "
-                                    "drop --resume to start a new run.")
-        return run_dir
-    if nonempty:
-        if not overwrite:
-            raise RunFolderError(f"{run_dir}: the folder is not empty. Pass --resume to continue that run, "
-                                  "--overwrite to delete it and start again, or another --output_path.")
-        if is_primary():
-            shutil.rmtree(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: is a file; --output_path must be a folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
 def setup_logging(run_dir: Path, filename: str) -> None:
     """Log to the console and to run_dir/filename (appending: a resumed run continues the log)."""
     log.setLevel(logging.INFO)
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
+    log.propagate = False
     if not is_primary():
         log.addHandler(logging.NullHandler())
         return
@@ -97,7 +68,12 @@ def setup_logging(run_dir: Path, filename: str) -> None:
     for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir / filename, encoding="utf-8")):
         handler.setFormatter(fmt)
         log.addHandler(handler)
-    log.propagate = False
+
+
+def close_logging() -> None:
+    for handler in list(log.handlers):
+        log.removeHandler(handler)
+        handler.close()
 
 
 class CompileCounter:
@@ -139,3 +115,42 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+# ---------------------------------------------------------------------- preemption
+_sigterm_received = False
+
+
+@contextlib.contextmanager
+def watch_preemption() -> Iterator[None]:
+    """While active, SIGTERM does not kill the process: it asks the loop to save and stop."""
+    global _sigterm_received
+    _sigterm_received = False
+
+    def on_sigterm(signum, frame):
+        global _sigterm_received
+        _sigterm_received = True
+        log.warning("SIGTERM received: saving a checkpoint at the next step, then stopping")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread (e.g. a notebook's worker): SIGTERM keeps its default
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def preemption_requested(step: int) -> bool:
+    """Whether to save and stop after `step`: the same answer in every process.
+
+    Several processes: JAX's preemption sync point (the coordination service agrees on a step
+    once any process got SIGTERM). One process: whether SIGTERM arrived.
+    """
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        return multihost_utils.reached_preemption_sync_point(step)
+    return _sigterm_received

@@ -2,9 +2,10 @@
 
 Owns: the per-device step bodies (pure; one per shard of the global batch) and how they are
 spread over devices:
-  PmapParallel      `jax.pmap` over the local devices (the default, as the design card asks);
+  PmapParallel      `jax.pmap` (the default): over every device of every process;
   ShardMapParallel  `jax.jit` of `jax.shard_map` over a one-axis mesh of all devices.
-Both run the same bodies with the same collectives, so they compute the same numbers.
+Both run the same bodies with the same collectives, so they compute the same numbers. Training,
+evaluation and prediction all run through these wrappers.
 
 The loss of a batch is not a mean of per-shard losses (Dice, Tversky, IRM and the variance
 penalty are not linear in the batch), so a step does not average per-device losses: each device
@@ -12,11 +13,12 @@ computes additive loss statistics of its shard, they are summed over devices (`p
 loss and its gradient with respect to the statistics are computed once from the sums, and each
 device pulls that gradient back through its own shard (a VJP), whose parameter gradients are
 summed. The result is the single-device loss and gradient of the whole global batch, for any
-device count (tests/test_parallel.py checks 1, 2 and 4 devices).
+device and process count.
 
 Dropout keys are derived from (seed key, step, device index): different per device and per
-step, and the same after a resume. Multi-host: the axis spans every device of every process;
-each process feeds the rows of the global batch that belong to its devices.
+step, and the same after a resume. Multi-process: the data axis spans every device of every
+process; each process feeds the rows of the global batch that belong to its devices, and gets
+back every row of the eval outputs.
 """
 from __future__ import annotations
 
@@ -32,24 +34,20 @@ import optax
 from flax.training.train_state import TrainState
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from arner_jax.losses import LossConfig
-from arner_jax.tagger import TaggerObjective
+from arner_jax.families import Objective
 
 AXIS = "data"
-# What the device needs of a batch (the rest, e.g. word_index, stays on the host).
-BATCH_KEYS = ("input_ids", "attention_mask", "labels", "label_mask", "text_len", "starts", "ends", "num_spans")
 
 
 @dataclasses.dataclass(frozen=True)
 class StepBodies:
     """The per-device bodies of the train and eval steps of one model.
 
-    `objective` gives the model's additive loss statistics of a shard (a dict with "n", the
-    positions counted), the loss of summed statistics, and predictions from its outputs
-    (tagger.TaggerObjective, span_marker.model.SpanObjective). Batches carry "label_mask".
+    `objective` (arner_jax.families.Objective) gives the model's additive loss statistics of a
+    shard, the loss of summed statistics, and predictions from its outputs.
     """
 
-    objective: Any
+    objective: Objective
     learning_rate: Callable | None = None  # step -> learning rate, reported in the metrics
 
     def train(self, state: TrainState, batch: dict, key: jax.Array):
@@ -76,20 +74,15 @@ class StepBodies:
         return self.objective.predict(outputs), loss
 
 
-def tagger_bodies(apply_fn: Callable, kind: str, class_mask: np.ndarray, loss: LossConfig,
-                  learning_rate: Callable | None = None) -> StepBodies:
-    """The step bodies of a token tagger (nested, flat or MTN)."""
-    return StepBodies(TaggerObjective(apply_fn, kind, class_mask, loss), learning_rate)
-
-
 def _rank_offset(label_mask, index):
     """Counting positions on the devices before this one (keeps the IRM even/odd split global)."""
     counts = jax.lax.all_gather((label_mask > 0).sum(), AXIS)
     return jnp.where(jnp.arange(counts.shape[0]) < index, counts, 0).sum()
 
 
-def _device_batch(batch: dict) -> dict:
-    return {k: batch[k] for k in BATCH_KEYS if k in batch}
+def _device_batch(batch: dict, keys: Sequence[str]) -> dict:
+    """The entries the device needs (the rest of a batch, e.g. word indices, stays on the host)."""
+    return {k: batch[k] for k in keys}
 
 
 class DataParallel:
@@ -98,16 +91,24 @@ class DataParallel:
     name = ""
 
     def __init__(self, bodies: StepBodies, devices: Sequence[Any] | None = None):
+        """devices: this process's devices to use (default: all of them; a subset only in one process)."""
         self.bodies = bodies
-        self.devices = list(devices) if devices is not None else jax.local_devices()
         self.num_processes = jax.process_count()
+        if devices is not None and self.num_processes > 1:
+            raise ValueError("a subset of devices is only supported in a single-process run")
+        self.devices = list(devices) if devices is not None else jax.local_devices()
         self.num_devices = len(self.devices) * self.num_processes  # global
+        self.batch_keys = tuple(bodies.objective.batch_keys)
 
     def check_batch_size(self, batch_size: int, what: str = "--batch_size") -> None:
         if batch_size % self.num_devices:
             raise ValueError(
-                f"{what} {batch_size} cannot be split evenly over {self.num_devices} devices "
-                f"({self.num_processes} process(es) x {len(self.devices)}); use a multiple of {self.num_devices}.")
+                f"{what} {batch_size}: cannot be split evenly over {self.num_devices} devices "
+                f"({self.num_processes} process(es) x {len(self.devices)}); use a multiple of {self.num_devices}")
+
+    def round_batch_size(self, rows: int) -> int:
+        """The smallest multiple of the device count that holds `rows` rows."""
+        return -(-rows // self.num_devices) * self.num_devices
 
     def local_rows(self, batch_size: int) -> slice:
         """The rows of a global batch this process feeds."""
@@ -117,17 +118,23 @@ class DataParallel:
 
 
 class PmapParallel(DataParallel):
-    """`jax.pmap` over the local devices: state replicated, the local batch split on a leading axis."""
+    """`jax.pmap`: state replicated on every device, each process's rows split on a leading axis.
+
+    With several processes pmap runs over the global devices (`devices=None`): each process
+    passes its local devices' shards and the collectives (psum, all_gather) span all processes.
+    """
 
     name = "pmap"
 
     def __init__(self, bodies: StepBodies, devices=None):
         super().__init__(bodies, devices)
+        # Over every device of every process when several run; else over the chosen local devices.
+        pmap_devices = None if self.num_processes > 1 else self.devices
         # Metrics and losses are identical on every device: returned once (out_axes None).
         self._train = jax.pmap(bodies.train, axis_name=AXIS, in_axes=(0, 0, None), out_axes=(0, None),
-                               donate_argnums=(0,), devices=self.devices)
+                               donate_argnums=(0,), devices=pmap_devices)
         self._eval = jax.pmap(bodies.eval, axis_name=AXIS, in_axes=(0, 0), out_axes=(0, None),
-                              devices=self.devices)
+                              devices=pmap_devices)
 
     def put_state(self, state):
         # Laid out as pmap lays out its outputs (mesh axis AXIS), so the step compiles once.
@@ -143,10 +150,15 @@ class PmapParallel(DataParallel):
 
     def _split(self, batch: dict) -> dict:
         d = len(self.devices)
-        return {k: v.reshape((d, v.shape[0] // d) + v.shape[1:]) for k, v in _device_batch(batch).items()}
+        return {k: v.reshape((d, v.shape[0] // d) + v.shape[1:])
+                for k, v in _device_batch(batch, self.batch_keys).items()}
 
     def train_step(self, state, batch: dict, key):
         return self._train(state, self._split(batch), key)
+
+    def compiled_train_step(self, state, batch: dict, key):
+        """The compiled train program of this batch's shape (for XLA's cost and memory analysis)."""
+        return self._train.lower(state, self._split(batch), key).compile()
 
     def eval_step(self, params, batch: dict):
         pred, loss = self._eval(params, self._split(batch))
@@ -182,10 +194,15 @@ class ShardMapParallel(DataParallel):
         return jax.device_put(params, self._replicated)
 
     def _put_batch(self, batch: dict) -> dict:
-        return {k: jax.make_array_from_process_local_data(self._rows, v) for k, v in _device_batch(batch).items()}
+        return {k: jax.make_array_from_process_local_data(self._rows, v)
+                for k, v in _device_batch(batch, self.batch_keys).items()}
 
     def train_step(self, state, batch: dict, key):
         return self._train(state, self._put_batch(batch), jax.device_put(key, self._replicated))
+
+    def compiled_train_step(self, state, batch: dict, key):
+        """The compiled train program of this batch's shape (for XLA's cost and memory analysis)."""
+        return self._train.lower(state, self._put_batch(batch), jax.device_put(key, self._replicated)).compile()
 
     def eval_step(self, params, batch: dict):
         pred, loss = self._eval(params, self._put_batch(batch))
@@ -204,7 +221,6 @@ def _gather_rows(x) -> np.ndarray:
 WRAPPERS = {"pmap": PmapParallel, "shard_map": ShardMapParallel}
 
 
-def make_parallel(name: str, bodies: StepBodies, devices=None) -> DataParallel:
-    if name not in WRAPPERS:
-        raise ValueError(f"--parallel must be one of {sorted(WRAPPERS)}, got {name!r}")
+def make_parallel(name: str, bodies: StepBodies, devices: Sequence[Any] | None = None) -> DataParallel:
+    """The wrapper named by --parallel ("pmap" or "shard_map")."""
     return WRAPPERS[name](bodies, devices)

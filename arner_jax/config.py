@@ -1,0 +1,174 @@
+"""The settings of a training run (`RunConfig`): every field, its default, its help and its check.
+
+Owns: what a run can be told, with the shared-task system's defaults (AdamW lr 2e-5, weight
+decay 0.001, linear decay, clipping at 1.0, batch 16, 15 epochs, seed 3407, patience 5, the kept
+model the one with the lowest validation loss, the unified loss with variance penalty 5).
+Field names are the command-line flags (the reference's names kept: --output_path is the
+CLI's, the rest are here); each field's help and choices are written once, in its metadata,
+and the CLI builds its flags from them. Every value is checked when a RunConfig is made, so a
+bad flag fails before anything is created, with a `ConfigError` that names the flag.
+No JAX here: readers, the CLI and the notebooks import this module cheaply.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from arner_jax.errors import UserError
+
+# A from-scratch encoder needs a far larger step than fine-tuning a pretrained one (2e-5).
+SCRATCH_LR = 5e-4
+LOSSES = ("unified", "ce", "focal", "dice", "tversky")
+ATTENTION = ("auto", "xla", "einsum", "cudnn")
+REMAT = ("none", "full", "dots", "dots_no_batch")
+
+
+class ConfigError(UserError, ValueError):
+    """A setting that cannot be used; the message starts with the flag's name."""
+
+
+def _field(default: Any, help: str, choices: tuple | None = None, **more: Any):
+    metadata = {"help": help, "choices": choices, **more}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class RunConfig:
+    """The settings of a training run. Field names are the CLI flags."""
+
+    # ------------------------------------------------------------------ model kind and data
+    kind: str = _field("nested", "nested: one head per type; flat: one head over flat tags; mtn: per-type heads "
+                       "on flat data; span_flat / span_nested: SpanMarker")
+    train_path: str | None = _field(None, "training file (Wojood format); with --val_path and --test_path")
+    val_path: str | None = _field(None, "validation file")
+    test_path: str | None = _field(None, "test file")
+    dataset: str | None = _field(None, "a `datasets` hub name (wikiann:ar) or a saved `datasets` folder, instead "
+                                 "of the data paths")
+    synthetic: bool = _field(False, "train on the offline synthetic corpus (tests, smoke runs) instead of the "
+                             "Wojood sample shipped with arner_jax")
+    synthetic_sizes: tuple[int, int, int] = _field((2000, 300, 500), "train/val/test sentences of the synthetic "
+                                                   "corpus")
+    tag_scheme: str = _field("iob2", "iob2: Wojood files, strictly; any: also IOB1, BIOES and BILOU tags "
+                             "(converted to IOB2)", ("iob2", "any"))
+    # ------------------------------------------------------------------ encoder
+    bert_model: str | None = _field(None, "Hugging Face id or folder of the encoder to fine-tune (default: a small "
+                                    "encoder trained from scratch)")
+    max_length: int = _field(512, "subword tokens per window ([CLS] and [SEP] included); longer sentences are "
+                             "split into overlapping windows (span models: SpanMarker's model_max_length)")
+    dropout: float = _field(0.1, "dropout before the heads")
+    dtype: str = _field("float32", "compute dtype (parameters and optimizer stay float32)", ("float32", "bfloat16"))
+    attention: str = _field("auto", "attention implementation: auto picks cuDNN flash attention on GPU in "
+                            "bfloat16 when it applies, else XLA", ATTENTION)
+    remat: str = _field("none", "recompute each encoder layer's activations in the backward pass (saves memory): "
+                        "none, full, or keep the matmul outputs (dots, dots_no_batch)", REMAT)
+    scratch_vocab_size: int = _field(4000, "WordPiece vocabulary of the from-scratch encoder")
+    scratch_hidden_size: int = _field(128, "hidden size of the from-scratch encoder")
+    scratch_layers: int = _field(2, "layers of the from-scratch encoder")
+    scratch_heads: int = _field(2, "attention heads of the from-scratch encoder")
+    # ------------------------------------------------------------------ token taggers (SPEC 3, 4)
+    reference_labels: bool = _field(False, "train as the Wojood reference: every subword, [CLS], [SEP] and padding "
+                                    "as O, no attention mask")
+    loss: str = _field("unified", "training loss of each head (unified: 0.2 Dice + 0.2 Tversky + 0.2 focal + "
+                       "0.4 (CE + 5 IRM))", LOSSES)
+    var_penalty: float = _field(5.0, "weight of the variance of the per-type losses (0: off)")
+    head_reduction: str = _field("sum", "how the per-type losses are combined", ("sum", "mean"))
+    # ------------------------------------------------------------------ span models (SPEC 7)
+    marker_max_length: int = _field(128, "marker pairs (candidate spans) per row; more spans go into further rows")
+    entity_max_length: int = _field(8, "longest candidate span, in words")
+    threshold: float = _field(0.0, "decoding: drop entities whose probability is lower")
+    # ------------------------------------------------------------------ optimizer (SPEC 5)
+    lr: float | None = _field(None, "peak learning rate (default: the model family's fine-tuning rate with "
+                              "--bert_model, 5e-4 from scratch)")
+    weight_decay: float = _field(0.001, "AdamW weight decay (not on biases and LayerNorm scales)")
+    warmup_ratio: float = _field(0.0, "fraction of the updates spent warming the learning rate up from 0")
+    clip_norm: float = _field(1.0, "global gradient-norm clipping (0: off)")
+    grad_accum: int = _field(1, "micro-batches per update (their mean gradient)")
+    # ------------------------------------------------------------------ loop
+    batch_size: int = _field(16, "global batch size (split evenly over all devices)")
+    eval_batch_size: int | None = _field(None, "evaluation batch size (default: --batch_size)")
+    max_epochs: int = _field(15, "epochs at most")
+    patience: int = _field(5, "stop after this many epochs without improvement")
+    select_by: str = _field("loss", "keep the model with the lowest validation loss (the reference) or the highest "
+                            "validation F1", ("loss", "f1"))
+    seed: int = _field(3407, "seed of initialization, data order and dropout")
+    parallel: str = _field("pmap", "data parallelism: jax.pmap, or jit of shard_map over a mesh",
+                           ("pmap", "shard_map"))
+    checkpoint_every: int = _field(0, "also save the resumable state every N steps (0: after each epoch only)")
+    log_every: int = _field(20, "log the training loss every N steps")
+
+    def __post_init__(self):
+        from arner_jax.families import kinds
+
+        self.synthetic_sizes = tuple(int(n) for n in self.synthetic_sizes)
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices is not None and getattr(self, f.name) not in choices:
+                raise ConfigError(f"--{f.name} {getattr(self, f.name)!r}: must be one of {', '.join(choices)}")
+        if self.kind not in kinds():
+            raise ConfigError(f"--kind {self.kind!r}: must be one of {', '.join(kinds())}")
+        positive = ("max_length", "scratch_vocab_size", "scratch_hidden_size", "scratch_layers", "scratch_heads",
+                    "marker_max_length", "entity_max_length", "grad_accum", "batch_size", "max_epochs", "patience",
+                    "log_every")
+        for name in positive:
+            _check(name, getattr(self, name), isinstance(getattr(self, name), int) and getattr(self, name) > 0,
+                   "a positive whole number")
+        _check("max_length", self.max_length, self.max_length >= 3, "at least 3 ([CLS], one subword, [SEP])")
+        _check("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 0, "0 or a positive number")
+        _check("eval_batch_size", self.eval_batch_size, self.eval_batch_size is None or self.eval_batch_size > 0,
+               "a positive whole number")
+        _check("synthetic_sizes", self.synthetic_sizes, len(self.synthetic_sizes) == 3
+               and all(n > 0 for n in self.synthetic_sizes), "three positive numbers (train val test)")
+        _check("lr", self.lr, self.lr is None or (_finite(self.lr) and self.lr > 0), "a positive number")
+        for name, low, high, what in (("dropout", 0.0, 1.0, "in [0, 1)"), ("warmup_ratio", 0.0, 1.0, "in [0, 1)")):
+            value = getattr(self, name)
+            _check(name, value, _finite(value) and low <= value < high, what)
+        for name in ("weight_decay", "clip_norm", "var_penalty"):
+            _check(name, getattr(self, name), _finite(getattr(self, name)) and getattr(self, name) >= 0,
+                   "0 or a positive number")
+        _check("threshold", self.threshold, _finite(self.threshold) and 0 <= self.threshold <= 1, "in [0, 1]")
+        paths = (self.train_path, self.val_path, self.test_path)
+        if any(paths) and not all(paths):
+            missing = [f"--{n}" for n, p in zip(("train_path", "val_path", "test_path"), paths) if not p]
+            raise ConfigError(f"{' '.join(missing)}: missing; give all three data paths, or none")
+        if sum((any(paths), bool(self.dataset), self.synthetic)) > 1:
+            raise ConfigError("--dataset, --synthetic and the data paths exclude each other; give one of them")
+
+    # ------------------------------------------------------------------ derived settings
+    @property
+    def eval_batch(self) -> int:
+        return self.eval_batch_size or self.batch_size
+
+    def learning_rate(self, fine_tune_lr: float) -> float:
+        """The peak learning rate: --lr, else the family's fine-tuning rate, else SCRATCH_LR."""
+        if self.lr is not None:
+            return self.lr
+        return fine_tune_lr if self.bert_model else SCRATCH_LR
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+        """A RunConfig from a dict (unknown keys, e.g. of a newer version, are ignored)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check(name: str, value: Any, ok: bool, what: str) -> None:
+    if not ok:
+        raise ConfigError(f"--{name} {value!r}: must be {what}")
+
+
+def field_help(name: str) -> str:
+    """The help text of a RunConfig field (the CLI's flag help)."""
+    return next(f.metadata["help"] for f in dataclasses.fields(RunConfig) if f.name == name)

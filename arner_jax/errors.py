@@ -1,0 +1,31 @@
+"""User errors: the exceptions a user can act on, and how command lines report them.
+
+Owns: `UserError`, the base of every error caused by an input (a file, a flag, a folder) rather
+than by a bug, and `exit_on_user_error`, which turns one into a single line on stderr,
+`error: FILE:LINE: what is wrong; what to do`, and exit status 2, without a traceback.
+Programming errors are not caught: they keep their traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import Iterator
+
+
+class UserError(Exception):
+    """An input that cannot be used; the message names it (file and line, or flag) and what to do."""
+
+
+def one_line(message: str) -> str:
+    """A message on one line (multi-line details joined with '; ')."""
+    return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
+@contextlib.contextmanager
+def exit_on_user_error() -> Iterator[None]:
+    """Report a UserError raised inside as one `error: ...` line on stderr and exit with status 2."""
+    try:
+        yield
+    except UserError as err:
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
+        raise SystemExit(2) from None

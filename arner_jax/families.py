@@ -1,0 +1,203 @@
+"""Model families: the interface each one implements, and the registry from model kind to family.
+
+Owns: `ModelFamily` (what the trainer, the parallel steps, inference, evaluation, prediction,
+conversion and the CLI may ask of a model family), `EncodedSplit` (sentences made ready for a
+family's model), `Objective` (what the data-parallel steps need), and the registry. Nothing
+outside a family module tests a model kind: it asks the family.
+
+A family is registered for one or more kinds. The built-in families are named here by module
+(the token taggers in `arner_jax.tagger`, SpanMarker in `arner_jax.span_marker.family`) and
+imported on first use, so that this module depends on none of them; other families register
+with `register_family`.
+
+Adding a family: subclass `ModelFamily` and `EncodedSplit`, give the model an `Objective`, and
+`register_family(MyFamily())`; the trainer, `NERTagger`, `evaluate` and the CLI then handle its
+kinds (tests/test_families.py trains and predicts with a toy family defined inside the test).
+"""
+from __future__ import annotations
+
+import abc
+import importlib
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+# (label, first word, end word exclusive, score) of a decoded entity
+Entity = tuple[str, int, int, float]
+# sentence -> word -> Wojood tags (the non-O tags, outermost first, or ["O"])
+WordTags = list[list[list[str]]]
+
+_BUILTIN = {
+    "nested": "arner_jax.tagger", "flat": "arner_jax.tagger", "mtn": "arner_jax.tagger",
+    "span_flat": "arner_jax.span_marker.family", "span_nested": "arner_jax.span_marker.family",
+}
+_REGISTRY: dict[str, "ModelFamily"] = {}
+
+
+class Objective(Protocol):
+    """What the data-parallel steps (arner_jax.parallel.StepBodies) need of a model.
+
+    `statistics` returns additive loss statistics of a shard of the batch (a dict of arrays with
+    "n", the number of positions that count; summed over devices by the caller) and the model's
+    outputs; `loss` turns summed statistics into (scalar loss, details); `predict` turns outputs
+    into the per-row predictions returned to the host. `batch_keys` are the batch entries the
+    device needs (the rest of a batch stays on the host); every batch has "label_mask".
+    """
+
+    batch_keys: tuple[str, ...]
+
+    def statistics(self, params: Any, batch: dict, rngs: dict | None, deterministic: bool,
+                   rank_offset: Any) -> tuple[dict, Any]: ...
+
+    def loss(self, stats: dict) -> tuple[Any, dict]: ...
+
+    def predict(self, outputs: Any) -> dict: ...
+
+
+class EncodedSplit(abc.ABC):
+    """Sentences made ready for one family's model: items (encoder rows) of known token length.
+
+    Items are what a batch row holds (a tagger's window of a sentence, a span model's row of
+    candidate spans). Inference runs items in length buckets and hands back, per item, the
+    row of each prediction array (`outputs[i] = {name: array}`); the split turns those into
+    word tags and entities of its sentences.
+    """
+
+    def __init__(self, sentences: Sequence):
+        self.sentences = list(sentences)  # arner_jax.data.wojood.Sentence (gold tags when labelled)
+
+    @abc.abstractmethod
+    def lengths(self) -> list[int]:
+        """Tokens of each item (the length bucket it needs)."""
+
+    @abc.abstractmethod
+    def collate(self, indices: Sequence[int], rows: int, length: int) -> dict[str, np.ndarray]:
+        """A batch of `rows` rows (items `indices`, then empty rows) padded to `length` tokens."""
+
+    @abc.abstractmethod
+    def word_tags(self, outputs: Sequence[dict]) -> WordTags:
+        """Each sentence's predicted Wojood word tags (what the scorer and predictions files read)."""
+
+    @abc.abstractmethod
+    def entities(self, outputs: Sequence[dict]) -> list[list[Entity]]:
+        """Each sentence's predicted entities, outer before inner, in reading order."""
+
+    def describe(self) -> str:
+        """One line for the training log: what the sentences became."""
+        return f"{len(self.sentences)} sentences, {len(self)} items"
+
+    @staticmethod
+    def tokens(batch: dict[str, np.ndarray]) -> int:
+        """Real tokens in a batch (the throughput figure); families may count differently."""
+        return int(np.asarray(batch["attention_mask"]).sum())
+
+    def __len__(self) -> int:
+        return len(self.lengths())
+
+
+class ModelFamily(abc.ABC):
+    """One family of models (the token taggers, SpanMarker, ...): everything kind-specific.
+
+    `labels` is the family's label space (an object it defines, stored as JSON in the run
+    folder's vocab.json); `model` is a Flax module built by `build`.
+    """
+
+    name: str = ""
+    kinds: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()  # RunConfig fields only this family reads (the CLI shows them)
+    fine_tune_lr: float = 2e-5  # default peak learning rate when fine-tuning a pretrained encoder
+    export_formats: tuple[str, ...] = ()  # what `python -m arner_jax.convert` can write of its runs
+    smoke_settings: dict = {}  # RunConfig settings of the family that presets' smoke variants shrink
+
+    # ------------------------------------------------------------------ labels
+    @abc.abstractmethod
+    def label_space(self, config, corpora: Sequence) -> Any:
+        """The label space of these corpora (all three splits, as the reference builds it)."""
+
+    @abc.abstractmethod
+    def labels_to_json(self, labels: Any) -> dict:
+        ...
+
+    @abc.abstractmethod
+    def labels_from_json(self, data: dict) -> Any:
+        ...
+
+    @abc.abstractmethod
+    def entity_types(self, labels: Any) -> list[str]:
+        """The entity types the model predicts (scoring, per-type tables)."""
+
+    def nested(self, config) -> bool:
+        """Whether this kind predicts nested entities (and is scored per type layer, pooled)."""
+        return False
+
+    # ------------------------------------------------------------------ tokenizer, encoder, model
+    def prepare_tokenizer(self, tokenizer: Any) -> None:
+        """Add what the family needs to a tokenizer (e.g. marker tokens); called before training and loading."""
+
+    def encoder_config(self, encoder: Any, tokenizer: Any) -> Any:
+        """The encoder config the model needs with this tokenizer (e.g. embeddings for added tokens)."""
+        return encoder
+
+    def max_length(self, config, encoder: Any) -> int:
+        """Tokens per item the model reads."""
+        return min(config.max_length, encoder.max_text_positions)
+
+    @abc.abstractmethod
+    def build(self, config, encoder: Any, labels: Any, tokenizer: Any) -> Any:
+        """The Flax module (compute dtype, attention and remat from `config`)."""
+
+    @abc.abstractmethod
+    def example_batch(self, labels: Any) -> dict[str, np.ndarray]:
+        """A one-row batch the module can be initialised with."""
+
+    @abc.abstractmethod
+    def objective(self, config, labels: Any, model: Any, with_logits: bool = False) -> Objective:
+        """The training/evaluation objective; `with_logits` also returns raw logits per row."""
+
+    def with_pretrained_encoder(self, params: dict, encoder_params: dict, encoder: Any) -> dict:
+        """Initial parameters with a pretrained encoder's weights in place."""
+        return {**params, "encoder": encoder_params}
+
+    # ------------------------------------------------------------------ data
+    @abc.abstractmethod
+    def encode(self, config, labels: Any, tokenizer: Any, sentences: Sequence, max_length: int,
+               labelled: bool = True) -> EncodedSplit:
+        """Sentences as items for the model (gold labels attached when `labelled`)."""
+
+    def check_corpus(self, labels: Any, corpus: Any) -> None:
+        """Refuse a corpus with entity types the model does not know (WojoodFormatError naming the line)."""
+        from arner_jax.data.wojood import WojoodFormatError
+
+        known = set(self.entity_types(labels))
+        unknown = sorted(set(corpus.types) - known)
+        if unknown:
+            s = next(s for s in corpus.sentences if any(t[2:] in unknown for tags in s.tags for t in tags))
+            line = next(s.first_line + i for i, tags in enumerate(s.tags) if any(t[2:] in unknown for t in tags))
+            raise WojoodFormatError(corpus.path, line or None,
+                                    f"entity types {unknown} are not among the model's types {sorted(known)}; "
+                                    "train a model on data with these types, or map them to known ones")
+
+
+def register_family(family: ModelFamily) -> ModelFamily:
+    """Make `family` handle its kinds (replacing an earlier registration of the same kind)."""
+    for kind in family.kinds:
+        _REGISTRY[kind] = family
+    return family
+
+
+def family_for(kind: str) -> ModelFamily:
+    """The family of a model kind."""
+    if kind not in _REGISTRY and kind in _BUILTIN:
+        importlib.import_module(_BUILTIN[kind])  # registers its family on import
+    if kind not in _REGISTRY:
+        raise KeyError(f"no model family for kind {kind!r}; known kinds: {', '.join(kinds())}")
+    return _REGISTRY[kind]
+
+
+def kinds() -> tuple[str, ...]:
+    """Every kind a family is registered (or built in) for."""
+    return tuple(dict.fromkeys([*_BUILTIN, *_REGISTRY]))
+
+
+__all__ = ["Entity", "EncodedSplit", "ModelFamily", "Objective", "WordTags", "family_for", "kinds",
+           "register_family"]

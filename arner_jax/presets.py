@@ -1,0 +1,110 @@
+"""Presets: named run settings as code, each with the command that runs it and what it gave.
+
+Owns the experiments' settings (in the manner of big_vision's configs): a preset names its model
+kinds (the first is its default), the settings that differ from RunConfig's defaults (the
+shared-task system's, SPEC 5), and in its docstring the command and the result it gave. Every
+preset has a smoke variant (`preset.config(smoke=True)`): a tiny encoder built locally, the
+synthetic corpus at a few hundred sentences and one epoch, for tests, notebooks and laptops.
+`python -m experiments.NAME` is `python -m arner_jax.train --preset NAME`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from arner_jax.config import RunConfig
+
+# The smoke variant: offline, seconds on a CPU (families shrink their own sizes too: `smoke_settings`).
+# Its encoder and data cannot be overridden (a smoke run never loads a hub model or a corpus).
+SMOKE_OFFLINE = dict(bert_model=None, dataset=None, train_path=None, val_path=None, test_path=None, synthetic=True)
+SMOKE = dict(SMOKE_OFFLINE, synthetic_sizes=(240, 48, 64), scratch_vocab_size=400, scratch_hidden_size=32,
+             scratch_layers=1, scratch_heads=2, max_length=64, batch_size=8, eval_batch_size=None, grad_accum=1,
+             max_epochs=1, patience=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    name: str
+    kinds: tuple[str, ...]  # the model kinds the preset is for; the first is its default
+    settings: dict[str, Any]  # what differs from RunConfig's defaults
+    doc: str = ""
+
+    def config(self, smoke: bool = False, **overrides: Any) -> RunConfig:
+        """The preset's RunConfig with `overrides`; with `smoke` its smoke variant (encoder and data
+        overrides are then ignored: the smoke variant is offline)."""
+        from arner_jax.families import family_for
+
+        settings = {"kind": self.kinds[0], **self.settings}
+        if smoke:
+            settings.update(SMOKE)
+            settings.update(family_for(overrides.get("kind", settings["kind"])).smoke_settings)
+            overrides = {k: v for k, v in overrides.items() if k not in SMOKE_OFFLINE}
+        settings.update(overrides)
+        return RunConfig(**settings)
+
+
+PRESETS: dict[str, Preset] = {}
+
+
+def preset(kinds: tuple[str, ...], **settings: Any) -> Callable[[Callable], Preset]:
+    """Register the decorated function's name, docstring and settings as a preset."""
+    def register(fn: Callable) -> Preset:
+        PRESETS[fn.__name__] = Preset(fn.__name__, kinds, settings, fn.__doc__ or "")
+        return PRESETS[fn.__name__]
+    return register
+
+
+@preset(("nested",))
+def wojood_nested():
+    """Wojood nested NER: one classifier per entity type (SPEC 1A), the shared-task system's settings.
+
+        python -m experiments.wojood_nested --output_path runs/nested
+        # Wojood sample shipped with arner_jax, small encoder from scratch (no --bert_model)
+        python -m experiments.wojood_nested --train_path train.txt --val_path val.txt --test_path test.txt \\
+            --bert_model UBC-NLP/ARBERTv2 --output_path runs/nested_arbert
+    """
+
+
+@preset(("flat", "mtn"))
+def wojood_flat():
+    """Wojood flat NER: one classifier over the flat tags (--kind flat), or per-type heads trained on
+    flat data and decoded to one tag per word (--kind mtn).
+
+        python -m experiments.wojood_flat --output_path runs/flat
+        python -m experiments.wojood_flat --kind mtn --train_path ... --val_path ... --test_path ... \\
+            --bert_model UBC-NLP/ARBERTv2 --output_path runs/flat_mtn
+    """
+
+
+@preset(("span_nested", "span_flat"), batch_size=8, max_epochs=15, max_length=256, entity_max_length=12,
+        marker_max_length=128, select_by="f1")
+def wojood_span_nested():
+    """A SpanMarker model on nested Wojood data: every type layer's entities are gold spans, decoding
+    keeps spans that nest or are disjoint; scored with the Wojood nested micro-F1.
+
+        python -m experiments.wojood_span_nested --output_path runs/span_nested
+        python -m experiments.wojood_span_nested --kind span_flat ...   # the same model on flat tags
+    """
+
+
+@preset(("span_flat", "span_nested"), batch_size=4, grad_accum=2, warmup_ratio=0.1, max_epochs=10, patience=10,
+        max_length=512, entity_max_length=30, marker_max_length=128, weight_decay=0.0, select_by="f1",
+        tag_scheme="any")
+def wikiann_span_marker():
+    """SpanMarker on WikiANN Arabic (flat NER) with the published run's settings: lr 1e-5 (the span
+    family's fine-tuning rate), batch 4 x gradient accumulation 2, linear schedule with 10% warmup,
+    10 epochs, max 512 tokens (510 for BERT, whose positions would overflow), entities up to 30 words.
+
+        python -m experiments.wikiann_span_marker --dataset wikiann:ar --bert_model xlm-roberta-base \\
+            --output_path runs/wikiann_xlmr          # the published setting (needs the hub once)
+        python -m experiments.wikiann_span_marker --dataset /data/wikiann_ar_saved ...   # save_to_disk folder
+        python -m experiments.wikiann_span_marker --train_path train.txt --val_path dev.txt --test_path test.txt
+    """
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        from arner_jax.errors import UserError
+
+        raise UserError(f"--preset {name!r}: no such preset; known: {', '.join(PRESETS)}")
+    return PRESETS[name]

@@ -1,0 +1,184 @@
+"""The SpanMarker family: span models trained and scored like the taggers.
+
+Owns everything kind-specific about span models:
+  span_nested  gold spans from every type layer; decoding keeps spans that nest or are disjoint;
+               scored with the Wojood nested metric;
+  span_flat    gold spans from each word's outermost tag; SpanMarker's greedy flat decoding;
+               scored flat.
+Also: the label space (O, then the entity types sorted), turning sentences into span pieces and
+rows (`SpanSplit`; entities longer than entity_max_length are counted, they cannot be
+candidates), the marker tokens added to the tokenizer and the embeddings grown for them, and
+`SpanFamily`, registered for the kinds.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from arner_jax.encoders import EncoderConfig
+from arner_jax.families import EncodedSplit, Entity, ModelFamily, WordTags, register_family
+from arner_jax.span_marker import spans as S
+from arner_jax.span_marker.checkpoint import SpanConfig, add_markers, usable_length
+from arner_jax.span_marker.model import SpanMarker, SpanObjective
+
+log = logging.getLogger("arner_jax")
+NESTED_KIND = "span_nested"
+
+
+def span_labels(corpora: Sequence, nested: bool) -> list[str]:
+    """O, then the entity types of the corpora (all layers when nested, else the outermost), sorted."""
+    types = {label for c in corpora for s in c.sentences for label, _, _ in S.gold_spans(s.tags, nested)}
+    return ["O"] + sorted(types)
+
+
+class SpanSplit(EncodedSplit):
+    """Texts as span pieces (windows with their candidate spans) packed `slots` spans per row."""
+
+    def __init__(self, sentences, pieces: list[S.Piece], span: SpanConfig, pad_id: int, nested: bool,
+                 threshold: float = 0.0, slots: int | None = None, gold_entities: int = 0, too_long: int = 0,
+                 tokenized: list[S.Tokenized] | None = None):
+        super().__init__(sentences)
+        self.tokenized = tokenized or []  # per text (character offsets of string inputs)
+        self.pieces, self.span, self.pad_id = pieces, span, pad_id
+        self.nested, self.threshold = nested, threshold
+        self.slots = slots or span.marker_max_length
+        self.rows = S.pack_rows(pieces, self.slots)
+        self.gold_entities, self.too_long = gold_entities, too_long
+
+    def lengths(self) -> list[int]:
+        return [row.length for row in self.rows]
+
+    def collate(self, indices, rows: int, length: int) -> dict[str, np.ndarray]:
+        return S.collate_rows(self.pieces, self.rows, indices, rows, length, self.slots, self.pad_id)
+
+    @staticmethod
+    def tokens(batch: dict[str, np.ndarray]) -> int:
+        return int(np.asarray(batch["text_len"]).sum() + 2 * np.asarray(batch["num_spans"]).sum())
+
+    def per_text(self, outputs: Sequence[dict]) -> list[tuple[np.ndarray, dict]]:
+        """Per text, its candidate spans [S, 2] and their outputs ({name: [S, ...]})."""
+        return S.per_text(self.pieces, self.rows, outputs, len(self.sentences))
+
+    def decoded(self, outputs: Sequence[dict], nested: bool | None = None,
+                threshold: float | None = None) -> list[list[S.Entity]]:
+        nested = self.nested if nested is None else nested
+        threshold = self.threshold if threshold is None else threshold
+        return [S.decode(spans, out["label"], out["score"], nested, threshold) if len(spans) else []
+                for spans, out in self.per_text(outputs)]
+
+    def word_tags(self, outputs) -> WordTags:
+        return [S.entities_to_tags(found, len(sentence), self.span.labels)
+                for sentence, found in zip(self.sentences, self.decoded(outputs))]
+
+    def entities(self, outputs) -> list[list[Entity]]:
+        return [[(self.span.labels[label], s, e, score) for s, e, label, score in found]
+                for found in self.decoded(outputs)]
+
+    def describe(self) -> str:
+        return (f"{len(self.sentences)} sentences, {self.gold_entities} gold entities ({self.too_long} longer than "
+                f"{self.span.entity_max_length} words: never candidates), {len(self.pieces)} windows, "
+                f"{sum(len(p.spans) for p in self.pieces)} candidate spans in {len(self.rows)} rows")
+
+
+def encode_texts(texts: Sequence, tokenizer, span: SpanConfig, max_tokens: int, pad_id: int, nested: bool,
+                 sentences: Sequence | None = None, threshold: float = 0.0, truncate: bool = False,
+                 slots: int | None = None) -> SpanSplit:
+    """Texts (strings or word lists) as a SpanSplit; gold labels from `sentences` when given.
+
+    truncate=True cuts texts longer than max_tokens as SpanMarker does (default: windows).
+    """
+    index = {label: i for i, label in enumerate(span.labels)}
+    pieces, too_long, total, unknown, tokenized = [], 0, 0, set(), []
+    for i, text in enumerate(texts):
+        gold = None
+        if sentences is not None:
+            gold = {}
+            for label, start, end in S.gold_spans(sentences[i].tags, nested):
+                total += 1
+                too_long += end - start > span.entity_max_length
+                if label not in index:
+                    unknown.add(label)
+                    continue
+                gold[(start, end)] = index[label]
+        tok = S.tokenize(tokenizer, text)
+        tokenized.append(tok)
+        pieces.extend(S.make_pieces(tok, i, max_tokens, span.entity_max_length, gold, truncate))
+    if unknown:
+        raise ValueError(f"entity types {sorted(unknown)} are not among the model's labels {span.labels}")
+    if slots is None and sentences is None:  # prediction: rows as long as the most spans of a piece need
+        most = max((len(p.spans) for p in pieces), default=1)
+        slots = min(span.marker_max_length, max(8, 1 << (most - 1).bit_length()))
+    return SpanSplit(sentences if sentences is not None else texts, pieces, span, pad_id, nested, threshold,
+                     slots, total, too_long, tokenized)
+
+
+class SpanFamily(ModelFamily):
+    name = "span"
+    kinds = ("span_flat", NESTED_KIND)
+    options = ("marker_max_length", "entity_max_length", "threshold")
+    fine_tune_lr = 1e-5  # SpanMarker's published WikiANN setting
+    export_formats = ("span-marker",)
+    smoke_settings = {"marker_max_length": 16, "entity_max_length": 4}
+
+    def label_space(self, config, corpora) -> list[str]:
+        return span_labels(corpora, self.nested(config))
+
+    def labels_to_json(self, labels: list[str]) -> dict:
+        return {"labels": list(labels)}
+
+    def labels_from_json(self, data: dict) -> list[str]:
+        return list(data["labels"])
+
+    def entity_types(self, labels: list[str]) -> list[str]:
+        return list(labels[1:])
+
+    def nested(self, config) -> bool:
+        return config.kind == NESTED_KIND
+
+    def prepare_tokenizer(self, tokenizer) -> None:
+        add_markers(tokenizer)
+
+    def encoder_config(self, encoder: EncoderConfig, tokenizer) -> EncoderConfig:
+        # the markers extend the vocabulary; embeddings padded to a multiple of 8, as SpanMarker resizes them
+        return encoder.replace(vocab_size=max(encoder.vocab_size, -(-len(tokenizer) // 8) * 8))
+
+    def max_length(self, config, encoder: EncoderConfig) -> int:
+        return usable_length(config.max_length, encoder)
+
+    def span_config(self, config, labels: list[str], encoder: EncoderConfig) -> SpanConfig:
+        return SpanConfig(list(labels), config.marker_max_length, config.entity_max_length,
+                          self.max_length(config, encoder))
+
+    def build(self, config, encoder, labels, tokenizer) -> SpanMarker:
+        start, end = add_markers(tokenizer)
+        return SpanMarker(encoder, len(labels), start, end, dropout=config.dropout,
+                          dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
+
+    def example_batch(self, labels) -> dict[str, np.ndarray]:
+        one, slots = np.ones((1,), np.int32), np.zeros((1, 2), np.int32)
+        return {"input_ids": np.zeros((1, 8), np.int32), "text_len": one, "starts": slots, "ends": slots,
+                "num_spans": one}
+
+    def objective(self, config, labels, model, with_logits: bool = False) -> SpanObjective:
+        return SpanObjective(model.apply, with_logits)
+
+    def with_pretrained_encoder(self, params: dict, encoder_params: dict, encoder: EncoderConfig) -> dict:
+        """A pretrained encoder's weights, with embedding rows (their mean) appended for the markers."""
+        table = encoder_params["embeddings"]["word_embeddings"]["embedding"]
+        if table.shape[0] < encoder.vocab_size:
+            extra = np.repeat(np.asarray(table).mean(0, keepdims=True), encoder.vocab_size - table.shape[0], axis=0)
+            emb = {**encoder_params["embeddings"], "word_embeddings": {"embedding": np.concatenate([table, extra])}}
+            encoder_params = {**encoder_params, "embeddings": emb}
+        return {**params, "encoder": encoder_params}
+
+    def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> SpanSplit:
+        span = SpanConfig(list(labels), config.marker_max_length, config.entity_max_length, max_length)
+        return encode_texts([s.words for s in sentences], tokenizer, span, max_length, int(tokenizer.pad_token_id),
+                            self.nested(config), sentences if labelled else None, config.threshold,
+                            slots=config.marker_max_length)
+
+
+register_family(SpanFamily())
