@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, defaultdict
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from itertools import pairwise
 
 from arner_jax.encoders.config import EncoderConfig
 
@@ -71,7 +72,7 @@ def wordpiece_vocabulary(word_counts: Mapping[str, int], vocab_size: int, min_fr
     pair_counts: dict[tuple[int, int], int] = defaultdict(int)
     where: dict[tuple[int, int], set[int]] = defaultdict(set)  # words that hold (or held) the pair
     for i, word in enumerate(symbols):
-        for pair in zip(word, word[1:]):
+        for pair in pairwise(word):
             pair_counts[pair] += weights[i]
             where[pair].add(i)
     # Max-heap by count, then smallest pair; an entry is stale when its count is no longer the
@@ -97,10 +98,10 @@ def wordpiece_vocabulary(word_counts: Mapping[str, int], vocab_size: int, min_fr
             merged = _merge(old, a, b, new)
             if len(merged) == len(old):
                 continue
-            for p in zip(old, old[1:]):
+            for p in pairwise(old):
                 pair_counts[p] -= weights[i]
                 changed.add(p)
-            for p in zip(merged, merged[1:]):
+            for p in pairwise(merged):
                 pair_counts[p] += weights[i]
                 changed.add(p)
                 where[p].add(i)
