@@ -41,7 +41,7 @@ def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], out
     run = load_run(model_path)
     corpora = [read_wojood(path, run.config.tag_scheme) for path in paths]  # every file checked before scoring
     for corpus in corpora:
-        run.family.check_corpus(run.labels, corpus)
+        run.family.check_corpus(run.config, run.labels, corpus)
     parallel = PmapParallel(StepBodies(run.family.objective(run.config, run.labels, run.model)))
     batch_size = parallel.round_batch_size(batch_size or run.config.eval_batch)  # the training's: the same loss
     params = parallel.put_params(run.params)

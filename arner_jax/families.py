@@ -164,12 +164,16 @@ class ModelFamily(abc.ABC):
                labelled: bool = True) -> EncodedSplit:
         """Sentences as items for the model (gold labels attached when `labelled`)."""
 
-    def check_corpus(self, labels: Any, corpus: Any) -> None:
+    def corpus_types(self, config, corpus: Any) -> set[str]:
+        """The entity types of a corpus that this kind learns (all type layers by default)."""
+        return set(corpus.types)
+
+    def check_corpus(self, config, labels: Any, corpus: Any) -> None:
         """Refuse a corpus with entity types the model does not know (WojoodFormatError naming the line)."""
         from arner_jax.data.wojood import WojoodFormatError
 
         known = set(self.entity_types(labels))
-        unknown = sorted(set(corpus.types) - known)
+        unknown = sorted(self.corpus_types(config, corpus) - known)
         if unknown:
             s = next(s for s in corpus.sentences if any(t[2:] in unknown for tags in s.tags for t in tags))
             line = next(s.first_line + i for i, tags in enumerate(s.tags) if any(t[2:] in unknown for t in tags))

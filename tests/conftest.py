@@ -87,3 +87,54 @@ def tiny_bert(tmp_path_factory):
     BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=64)).save_pretrained(str(folder))
     return folder
+
+
+# ----------------------------------------------------------------------------- trained runs, shared
+# Every test that only needs a trained model uses one of these (trained once per session, in-process).
+QUIET = ["--log_every", "100000"]
+
+
+@pytest.fixture(scope="session")
+def compilation_cache(tmp_path_factory):
+    """One persistent compilation cache for the session's runs (identical programs compile once)."""
+    return tmp_path_factory.mktemp("jax_cache")
+
+
+def train_run(out: Path, preset: str, *flags: str, cache: Path | None = None) -> dict:
+    """A training run through the CLI's main, in this process; returns its metrics."""
+    from arner_jax.train import cli
+
+    cache_flags = ["--compilation_cache", str(cache)] if cache else ["--no_compilation_cache"]
+    return cli.main(["--output_path", str(out), *QUIET, *cache_flags, *flags], preset=preset)
+
+
+@pytest.fixture(scope="session")
+def nested_run(tmp_path_factory, compilation_cache):
+    """A nested tagger from scratch that has learned the synthetic corpus (its data in run/data)."""
+    out = tmp_path_factory.mktemp("nested") / "run"
+    train_run(out, "wojood_nested", "--synthetic", "--synthetic_sizes", "800", "80", "80", "--max_epochs", "6",
+              "--scratch_hidden_size", "64", "--lr", "2e-3", "--max_length", "512", cache=compilation_cache)
+    return out
+
+
+@pytest.fixture(scope="session")
+def flat_run(tmp_path_factory, compilation_cache):
+    out = tmp_path_factory.mktemp("flat") / "run"
+    train_run(out, "wojood_flat", "--synthetic", "--synthetic_sizes", "800", "80", "80", "--max_epochs", "6",
+              "--scratch_hidden_size", "64", "--lr", "2e-3", cache=compilation_cache)
+    return out
+
+
+@pytest.fixture(scope="session")
+def span_run(tmp_path_factory, tiny_bert, compilation_cache):
+    """A span_nested model fine-tuned from the tiny BERT on a small synthetic corpus; (folder, metrics)."""
+    from arner_jax.data.synthetic import write_synthetic_corpus
+
+    corpus = write_synthetic_corpus(tmp_path_factory.mktemp("span_corpus"), seed=4,
+                                    sizes={"train": 240, "val": 40, "test": 40})
+    out = tmp_path_factory.mktemp("span") / "run"
+    metrics = train_run(out, "wojood_span_nested", "--train_path", str(corpus["train"]), "--val_path",
+                        str(corpus["val"]), "--test_path", str(corpus["test"]), "--bert_model", str(tiny_bert),
+                        "--max_length", "62", "--marker_max_length", "32", "--max_epochs", "4", "--batch_size", "8",
+                        "--lr", "4e-3", cache=compilation_cache)
+    return out, metrics, corpus

@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arner_jax.data import LabelVocab, encode_sentences, eval_batches, iterate, parse_wojood, read_wojood, \
-    scatter_to_words, train_batches
+from arner_jax.data import LabelVocab, encode_sentences, eval_batches, parse_wojood, read_wojood, scatter_to_words, \
+    train_batches
 from arner_jax.data.align import plan_windows
-from arner_jax.data.batching import bucket_lengths, collate, fit_buckets
+from arner_jax.data.batching import EVAL_LENGTHS, bucket_lengths, collate_windows, fit_buckets
 from arner_jax.encoders import train_wordpiece_tokenizer
 from tests.conftest import ARABIC_TEXT, shared_path
 
@@ -77,12 +77,13 @@ def test_word_without_subwords_gets_unk():
 def test_batches_have_few_shapes_cover_everything_and_depend_on_seed(sample):
     corpus, tokenizer, vocab = sample
     windows, _ = encode_sentences(corpus.sentences, tokenizer, vocab, "per_type", max_length=128)
-    plan = train_batches(windows, 16, 128, seed=3, epoch=0, pad_id=0)
-    assert {length for length, _ in plan} <= set(bucket_lengths(128))
+    lengths, buckets = [len(w) for w in windows], fit_buckets([len(w) for w in windows], 16, 128)
+    plan = train_batches(lengths, 16, seed=3, epoch=0, buckets=buckets)
+    assert {length for length, _ in plan} <= set(buckets)
     assert sorted(i for _, idx in plan for i in idx) == list(range(len(windows)))
-    assert plan == train_batches(windows, 16, 128, seed=3, epoch=0, pad_id=0)
-    assert plan != train_batches(windows, 16, 128, seed=3, epoch=1, pad_id=0)
-    batches = list(iterate(windows, plan, 16, pad_id=0))
+    assert plan == train_batches(lengths, 16, seed=3, epoch=0, buckets=buckets)
+    assert plan != train_batches(lengths, 16, seed=3, epoch=1, buckets=buckets)
+    batches = [collate_windows(windows, idx, 16, length, pad_id=0) for length, idx in plan]
     assert {b["input_ids"].shape[0] for b in batches} == {16}
     partial = [b for b in batches if (b["window_index"] < 0).any()]
     assert partial and all(b["label_mask"][b["window_index"] < 0].sum() == 0 for b in partial)
@@ -92,18 +93,19 @@ def test_batches_have_few_shapes_cover_everything_and_depend_on_seed(sample):
 def test_eval_batches_sorted_and_restorable(sample):
     corpus, tokenizer, vocab = sample
     windows, _ = encode_sentences(corpus.sentences[:100], tokenizer, vocab, "per_type", max_length=128)
-    plan = eval_batches(windows, 8, 128)
+    plan = eval_batches([len(w) for w in windows], 8, bucket_lengths(128))
     lengths = [len(windows[i]) for _, idx in plan for i in idx]
     assert lengths == sorted(lengths)
-    seen = np.concatenate([b["window_index"] for b in iterate(windows, plan, 8, 0)])
+    assert {length for length, _ in plan} <= set(EVAL_LENGTHS) | {128}
+    seen = np.concatenate([collate_windows(windows, idx, 8, length, 0)["window_index"] for length, idx in plan])
     assert sorted(seen[seen >= 0].tolist()) == list(range(len(windows)))
 
 
 def test_reference_labels_train_every_position_without_attention_mask(sample):
     corpus, tokenizer, vocab = sample
     windows, _ = encode_sentences(corpus.sentences[:3], tokenizer, vocab, "per_type", max_length=64)
-    ours = collate(windows, [0, 1, 2], 4, 64, pad_id=0)
-    ref = collate(windows, [0, 1, 2], 4, 64, pad_id=0, reference_labels=True)
+    ours = collate_windows(windows, [0, 1, 2], 4, 64, pad_id=0)
+    ref = collate_windows(windows, [0, 1, 2], 4, 64, pad_id=0, reference_labels=True)
     assert ours["label_mask"].sum() == sum(len(s) for s in corpus.sentences[:3])
     assert ref["label_mask"][:3].all() and not ref["label_mask"][3].any()
     assert ref["attention_mask"][:3].all()
@@ -112,14 +114,14 @@ def test_reference_labels_train_every_position_without_attention_mask(sample):
 
 def test_label_layouts_of_a_nested_word():
     from arner_jax.data.align import word_labels
-    from arner_jax.tagger import label_layout
+    from arner_jax.tagger import KINDS
 
     corpus = parse_wojood("سكرتير B-OCC\nبلدية I-OCC B-ORG\nنابلس I-OCC I-ORG B-GPE\nأمس O\n\n")
     vocab = LabelVocab.from_corpus(corpus)  # types GPE, OCC, ORG
     s = corpus.sentences[0]
-    nested = word_labels(s, vocab, label_layout("nested"))
-    mtn = word_labels(s, vocab, label_layout("mtn"))  # per-type heads, outermost tag only
-    flat = word_labels(s, vocab, label_layout("flat"))
+    nested = word_labels(s, vocab, KINDS["nested"].layout)
+    mtn = word_labels(s, vocab, KINDS["mtn"].layout)  # per-type heads, outermost tag only
+    flat = word_labels(s, vocab, KINDS["flat"].layout)
     np.testing.assert_array_equal(nested, [[0, 1, 0], [0, 2, 1], [1, 2, 2], [0, 0, 0]])
     np.testing.assert_array_equal(mtn, [[0, 1, 0], [0, 2, 0], [0, 2, 0], [0, 0, 0]])
     assert [vocab.flat_tags[i] for i in flat[:, 0]] == ["B-OCC", "I-OCC", "I-OCC", "O"]
@@ -165,8 +167,8 @@ def test_fitted_buckets_cut_the_padding_of_the_sample(sample):
     windows, _ = encode_sentences(corpus.sentences, tokenizer, vocab, "per_type", 512)
     lengths = [len(w) for w in windows]
     fitted = fit_buckets(lengths, 16, 512)
-    computed = {name: sum(16 * length for length, _ in train_batches(windows, 16, 512, 0, 0, 0, b))
-                for name, b in (("default", (32, 64, 128, 256, 512)), ("fitted", fitted))}
+    computed = {name: sum(16 * length for length, _ in train_batches(lengths, 16, 0, 0, b))
+                for name, b in (("powers of two", (32, 64, 128, 256, 512)), ("fitted", fitted))}
     assert len(fitted) <= 8
-    assert computed["fitted"] < 0.8 * computed["default"], computed
+    assert computed["fitted"] < 0.8 * computed["powers of two"], computed
     assert computed["fitted"] == _computed_tokens(lengths, fitted, 16)

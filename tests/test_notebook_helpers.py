@@ -6,18 +6,26 @@ import re
 import pytest
 
 from arner_jax import notebook as nb
-from arner_jax.data.wojood import WojoodFormatError
+from arner_jax.data.wojood import WojoodFormatError, read_wojood
 
 
-def test_run_config_smoke_overrides_encoder_and_sizes():
-    full = nb.run_config(False, kind="span_flat", bert_model="xlm-roberta-base", dataset="wikiann:ar", max_epochs=10)
+def test_preset_smoke_variant_overrides_encoder_and_sizes():
+    from arner_jax.presets import PRESETS
+
+    preset = PRESETS["wikiann_span_marker"]
+    full = preset.config(False, bert_model="xlm-roberta-base", dataset="wikiann:ar", max_epochs=10)
     assert (full.bert_model, full.dataset, full.max_epochs, full.marker_max_length) == (
         "xlm-roberta-base", "wikiann:ar", 10, 128)
-    smoke = nb.run_config(True, kind="span_flat", bert_model="xlm-roberta-base", dataset="wikiann:ar", max_epochs=10)
-    assert smoke.bert_model is None and smoke.dataset is None
-    assert (smoke.max_epochs, smoke.scratch_hidden_size, smoke.marker_max_length) == (2, 32, 16)
-    tagger = nb.run_config(True, kind="nested", loss="dice")
+    smoke = preset.config(True, bert_model="xlm-roberta-base", dataset="wikiann:ar", dtype="bfloat16")
+    assert smoke.bert_model is None and smoke.dataset is None and smoke.synthetic and smoke.dtype == "bfloat16"
+    assert (smoke.max_epochs, smoke.scratch_hidden_size, smoke.marker_max_length) == (1, 32, 16)
+    tagger = PRESETS["wojood_nested"].config(True, loss="dice")
     assert tagger.loss == "dice" and tagger.marker_max_length == 128  # span sizes only for span kinds
+
+
+def test_fetch_wojood_sample_is_the_shipped_copy(tmp_path):
+    paths = nb.fetch_wojood(tmp_path / "data", "sample")
+    assert [len(read_wojood(p).sentences) for p in paths.values()] == [1114, 158, 357]
 
 
 def test_fetch_wojood_copies_a_folder_and_reports_bad_lines(tmp_path):

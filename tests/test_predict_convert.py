@@ -9,33 +9,14 @@ import jax
 import numpy as np
 import pytest
 
-from arner_jax.data.entities import entity_records, split_words, word_entities
+from arner_jax.data.entities import entity_records, layer_entities, split_words
 from arner_jax.data.synthetic import generate_sentences
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import parse_wojood, read_wojood
-from arner_jax.train import cli
+from arner_jax.tagger import KINDS, tag_layers
 from tests.conftest import REPO
 
 TRICKY = "قال  الرئيسُ، محمــد عبّاس: (بلدية نابلس)   2023!"
-
-
-def _train(tmp_path_factory, kind, epochs):
-    out = tmp_path_factory.mktemp(f"run_{kind}") / "run"
-    kinds = ("nested",) if kind == "nested" else ("flat", "mtn")
-    cli.main(["--output_path", str(out), "--kind", kind, "--max_epochs", str(epochs), "--synthetic_sizes", "800",
-              "80", "80", "--scratch_hidden_size", "64", "--lr", "2e-3", "--no_compilation_cache",
-              "--log_every", "100000"], default_kind=kind, kinds=kinds)
-    return out
-
-
-@pytest.fixture(scope="module")
-def nested_run(tmp_path_factory):
-    return _train(tmp_path_factory, "nested", 6)
-
-
-@pytest.fixture(scope="module")
-def flat_run(tmp_path_factory):
-    return _train(tmp_path_factory, "flat", 6)
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +42,13 @@ def test_nested_records_from_handcrafted_predictions():
     ids[8, 0] = 1  # GPE inside it: نابلس
     probs = np.full(ids.shape, 0.5, np.float32)
     probs[8, 0] = 0.9
-    records = entity_records(word_entities("nested", vocab, ids, probs), words, spans, TRICKY)
+    found = layer_entities(tag_layers(KINDS["nested"], vocab, ids), probs)
+    records = entity_records(found, words, spans, TRICKY)
     assert [(r["label"], r["text"]) for r in records] == [("PERS", "محمــد عبّاس"), ("ORG", "بلدية نابلس"),
                                                           ("GPE", "نابلس")]
     assert all(TRICKY[r["start"]:r["end"]] == r["text"] for r in records)
     assert records[2]["score"] == pytest.approx(0.9) and records[1]["score"] == pytest.approx(0.5)
-    by_words = entity_records(word_entities("nested", vocab, ids, probs), words)
+    by_words = entity_records(found, words)
     assert [(r["start"], r["end"]) for r in by_words] == [(3, 5), (7, 9), (8, 9)]
 
 
@@ -114,8 +96,9 @@ def test_long_text_is_windowed_not_cut(nested_tagger):
     sentences = generate_sentences(80, seed=5)
     words = [w for s in sentences for w in s.words]  # far more subwords than max_length 512
     assert len(words) > 600
-    tagged = nested_tagger.tag_words([words])[0]
-    assert tagged["ids"].shape[0] == len(words)
+    split, outputs = nested_tagger.outputs([words])
+    tagged = split.per_word(outputs)[0]
+    assert tagged["ids"].shape[0] == len(words) and len(split.windows) > 1
     # words far beyond the first window are tagged (entities found there), not dropped or padded
     assert (tagged["ids"][-150:] > 0).any()
     records = nested_tagger.predict([" ".join(words)])[0]
@@ -126,27 +109,34 @@ def run_module(*args):
     return subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
-def test_predict_and_evaluate_command_lines(nested_run, tmp_path):
+def test_predict_command_line_in_a_process(nested_run):
+    """The one subprocess smoke test of `python -m arner_jax.predict` (the rest call main in-process)."""
     out = run_module("arner_jax.predict", "--model_path", str(nested_run), "--text", TRICKY)
     assert out.returncode == 0, out.stderr[-2000:]
     assert isinstance(json.loads(out.stdout.splitlines()[0]), list)
+
+
+def test_predict_and_evaluate_command_lines(nested_run, tmp_path, capsys):
+    from arner_jax.evaluate import main as evaluate_main
+    from arner_jax.predict import main as predict_main
+
     test_file = nested_run / "data" / "test.txt"
     conll = tmp_path / "tagged.txt"
-    out = run_module("arner_jax.predict", "--model_path", str(nested_run), "--input", str(test_file),
-                     "--format", "conll", "--output", str(conll))
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert predict_main(["--model_path", str(nested_run), "--input", str(test_file), "--format", "conll",
+                         "--output", str(conll)]) == 0
     tagged, gold = parse_wojood(conll.read_text()), read_wojood(test_file)
     assert [s.words for s in tagged.sentences] == [s.words for s in gold.sentences]
-    out = run_module("arner_jax.evaluate", "--model_path", str(nested_run), "--data_paths", str(test_file),
-                     "--output_path", str(tmp_path / "eval"))
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert evaluate_main(["--model_path", str(nested_run), "--data_paths", str(test_file), "--output_path",
+                          str(tmp_path / "eval")]) == 0
     written = json.loads((tmp_path / "eval" / "test" / "metrics.json").read_text())
     kept = json.loads((nested_run / "metrics.json").read_text())["test"]
-    assert written["f1"] == pytest.approx(kept["f1"]) and f"F1 {kept['f1']:.4f}" in out.stdout
+    assert written["f1"] == pytest.approx(kept["f1"]) and f"F1 {kept['f1']:.4f}" in capsys.readouterr().out
     assert (tmp_path / "eval" / "test" / "predictions.txt").read_text() == \
         (nested_run / "predictions_test.txt").read_text()
-    bad = run_module("arner_jax.predict", "--model_path", str(tmp_path), "--text", "x")
-    assert bad.returncode != 0 and "not a run folder" in bad.stderr
+    with pytest.raises(SystemExit) as stop:
+        predict_main(["--model_path", str(tmp_path), "--text", "x"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "not a run folder" in err and len(err.strip().splitlines()) == 1
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -157,7 +147,7 @@ def test_nested_export_matches_and_imports_without_jax(nested_run, tmp_path):
     check = verify_export(nested_run, out, nested_run / "data" / "test.txt")
     assert check.words > 500 and check.max_logit_diff < 1e-4 and check.differing_tags == 0
     code = ("import sys; sys.modules['jax'] = None; sys.modules['flax'] = None\n"
-            "from arner_jax.torch_tagger import TorchTagger\n"
+            "from arner_jax.convert.torch_tagger import TorchTagger\n"
             f"t = TorchTagger.from_pretrained({str(out)!r})\n"
             "print(t.word_tags([['مجلس', 'الأمن', 'في', 'نابلس']])[0])\n"
             "assert 'jax' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]")
@@ -170,7 +160,7 @@ def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
 
     from arner_jax.convert.pytorch import export_run, import_token_classifier, verify_export
     from arner_jax.predict import NERTagger
-    from arner_jax.train.checkpoints import read_best_params
+    from arner_jax.run_folder import load_run
 
     out = export_run(flat_run, tmp_path / "hf")
     check = verify_export(flat_run, out, flat_run / "data" / "test.txt")
@@ -186,8 +176,7 @@ def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
     assert sum(map(len, mine)) > 10 and mine == theirs
 
     back = import_token_classifier(out, tmp_path / "imported")
-    a, _ = read_best_params(flat_run, ours.run.params)
-    b, _ = read_best_params(back, ours.run.params)
+    a, b = load_run(flat_run).params, load_run(back).params
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(x, y)
     assert NERTagger.from_pretrained(back).predict(texts) == ours.predict(texts)

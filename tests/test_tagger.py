@@ -1,17 +1,25 @@
-"""Fused per-type heads, decoding for nested/flat/MTN, and the synthetic corpus feeding them."""
+"""The tagger family: fused per-type heads, decoding for nested/flat/MTN, its objective through the
+library's data-parallel step, and the synthetic corpus feeding it."""
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from flax.training.train_state import TrainState
 
-from arner_jax.data import LabelVocab, encode_sentences, eval_batches, iterate, parse_wojood, scatter_to_words
+from arner_jax import inference, run_folder
+from arner_jax.config import RunConfig
+from arner_jax.data import LabelVocab, parse_wojood
+from arner_jax.data.entities import entity_tags
 from arner_jax.data.synthetic import generate_sentences, write_synthetic_corpus
 from arner_jax.data.wojood import Corpus, read_wojood
 from arner_jax.encoders import Encoder, small_bert_config, train_wordpiece_tokenizer
+from arner_jax.families import family_for
 from arner_jax.losses import LossConfig, total_loss
-from arner_jax.data.entities import entity_tags, ids_to_tags
-from arner_jax.tagger import Tagger, class_mask, decode, head_shape, label_layout
+from arner_jax.parallel import PmapParallel, StepBodies
+from arner_jax.tagger import KINDS, Tagger, class_mask, decode_class_ids, head_shape, ids_to_tags
+from arner_jax.train.optim import OptimConfig, make_optimizer
 
 
 def test_fused_heads_equal_one_classifier_per_type():
@@ -32,20 +40,21 @@ def test_decode_respects_class_mask_and_mtn_keeps_one_tag():
     mask = jnp.asarray(vocab.class_mask())
     logits = jnp.asarray([[[0.0, 1.0, 5.0], [0.0, 2.0, 1.0]],    # GPE: I masked -> B; ORG: B
                           [[3.0, 0.0, 0.0], [0.0, 0.0, 0.5]]])   # GPE: O; ORG: I
-    nested = np.asarray(decode("nested", logits, mask))
+    nested = np.asarray(decode_class_ids(logits, mask, KINDS["nested"].one_tag_per_word))
     assert nested.tolist() == [[1, 1], [0, 2]]
-    assert ids_to_tags("nested", vocab, nested) == [["B-GPE", "B-ORG"], ["O", "I-ORG"]]
-    mtn = np.asarray(decode("mtn", logits, mask))
+    assert ids_to_tags(KINDS["nested"], vocab, nested) == [["B-GPE", "B-ORG"], ["O", "I-ORG"]]
+    mtn = np.asarray(decode_class_ids(logits, mask, KINDS["mtn"].one_tag_per_word))
     # word 0: GPE B has p = e/(1+e) = .73 after masking I, ORG B has p = e^2/(1+e^2+e) = .67 -> keep GPE
     assert mtn.tolist() == [[1, 0], [0, 2]]
-    assert entity_tags(ids_to_tags("mtn", vocab, mtn)) == [["B-GPE"], ["I-ORG"]]
+    assert entity_tags(ids_to_tags(KINDS["mtn"], vocab, mtn)) == [["B-GPE"], ["I-ORG"]]
 
 
 def test_flat_head_shape_and_tags():
     vocab = LabelVocab.from_corpus(parse_wojood("a B-ORG\nb I-ORG\nc B-GPE\n"))
-    assert head_shape("flat", vocab) == (1, 4) and label_layout("flat") == "flat"
-    assert class_mask("flat", vocab).shape == (1, 4)
-    assert ids_to_tags("flat", vocab, np.array([[0], [3]])) == [["O"], ["I-ORG"]]
+    flat = KINDS["flat"]
+    assert head_shape(flat, vocab) == (1, 4) and flat.layout == "flat"
+    assert class_mask(flat, vocab).shape == (1, 4)
+    assert ids_to_tags(flat, vocab, np.array([[0], [3]])) == [["O"], ["I-ORG"]]
 
 
 def test_synthetic_corpus_is_deterministic_nested_and_valid(tmp_path):
@@ -60,31 +69,30 @@ def test_synthetic_corpus_is_deterministic_nested_and_valid(tmp_path):
     assert set(read_wojood(paths["test"]).types) <= set(train.types)
 
 
-def test_end_to_end_forward_loss_and_word_predictions():
-    """Synthetic sentences -> windows -> batches -> tagger -> loss and per-word tags for every word."""
+def test_library_step_and_inference_on_synthetic_sentences():
+    """Sentences -> the family's windows and batches -> the library's train step (its loss is the SPEC 4
+    loss of the same logits) -> the inference driver -> word tags for every word."""
     sentences = generate_sentences(40, seed=1)
-    corpus = Corpus(sentences)
-    vocab = LabelVocab.from_corpus(corpus)
+    config = RunConfig(kind="nested", synthetic=True, max_length=32)
+    family = family_for("nested")
+    vocab = family.label_space(config, [Corpus(sentences)])
     tok = train_wordpiece_tokenizer((" ".join(s.words) for s in sentences), vocab_size=300)
-    windows, _ = encode_sentences(sentences, tok, vocab, label_layout("nested"), max_length=32)
-    T, C = head_shape("nested", vocab)
-    model = Tagger(small_bert_config(len(tok), hidden_size=16, num_layers=1), T, C)
-    mask = jnp.asarray(class_mask("nested", vocab))
-    params = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32), jnp.int32))["params"]
-
-    @jax.jit
-    def step(params, batch):
-        logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"])
-        loss, _ = total_loss(logits, batch["labels"], batch["label_mask"], mask, LossConfig())
-        return loss, decode("nested", logits, mask)
-
-    outputs = [None] * len(windows)
-    for batch in iterate(windows, eval_batches(windows, 8, 32), 8, pad_id=tok.pad_token_id):
-        loss, pred = step(params, {k: jnp.asarray(v) for k, v in batch.items()})
-        assert np.isfinite(float(loss))
-        for row, w in enumerate(batch["window_index"]):
-            if w >= 0:
-                outputs[w] = np.asarray(pred[row, : len(windows[w])])
-    per_word = scatter_to_words(windows, [len(s) for s in sentences], outputs)
-    assert [len(p) for p in per_word] == [len(s) for s in sentences]
-    assert all(len(tags) == T for tags in ids_to_tags("nested", vocab, per_word[0]))
+    model = family.build(config, small_bert_config(len(tok), hidden_size=16, num_layers=1), vocab, tok)
+    split = family.encode(config, vocab, tok, sentences, 32)
+    params = run_folder.init_params(family, model, vocab, 0)
+    parallel = PmapParallel(StepBodies(family.objective(config, vocab, model)))
+    batch = split.collate(list(range(8)), 8, 32)
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(OptimConfig(lr=1e-3), 10))
+    # the step's loss, recomputed from the model's own logits with the same dropout key
+    key = jax.random.PRNGKey(7)
+    _, metrics = parallel.train_step(parallel.put_state(state), batch, key)
+    rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(key, 0), 0)}
+    logits = model.apply({"params": params}, batch["input_ids"], batch["attention_mask"], deterministic=False,
+                         rngs=rngs)
+    expected, _ = total_loss(logits, batch["labels"], batch["label_mask"], class_mask(KINDS["nested"], vocab),
+                             LossConfig())
+    assert float(metrics["loss"]) == pytest.approx(float(expected), rel=1e-5)
+    result = inference.run(parallel, parallel.put_params(params), split, 8, 32)
+    tags = split.word_tags(result.outputs)
+    assert [len(t) for t in tags] == [len(s) for s in sentences]
+    assert all(tag == "O" or tag[:2] in ("B-", "I-") for t in tags for word in t for tag in word)

@@ -118,7 +118,12 @@ def generate_sentences(n: int, seed: int = 0) -> list[Sentence]:
     return out
 
 
-SPLITS = {"train": 2000, "val": 300, "test": 500}
+SIZES = {"train": 2000, "val": 300, "test": 500}
+
+
+def synthetic_splits(sizes: dict[str, int] | None = None, seed: int = 0) -> dict[str, list[Sentence]]:
+    """The synthetic corpus's splits (train/val/test by default), each from its own seed."""
+    return {split: generate_sentences(n, seed=seed * 1000 + k) for k, (split, n) in enumerate((sizes or SIZES).items())}
 
 
 def write_synthetic_corpus(out_dir: str | Path, seed: int = 0, sizes: dict[str, int] | None = None) -> dict[str, Path]:
@@ -126,7 +131,7 @@ def write_synthetic_corpus(out_dir: str | Path, seed: int = 0, sizes: dict[str, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
-    for k, (split, n) in enumerate((sizes or SPLITS).items()):
+    for split, sentences in synthetic_splits(sizes, seed).items():
         paths[split] = out_dir / f"{split}.txt"
-        write_wojood(paths[split], generate_sentences(n, seed=seed * 1000 + k))
+        write_wojood(paths[split], sentences)
     return paths

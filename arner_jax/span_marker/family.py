@@ -138,6 +138,9 @@ class SpanFamily(ModelFamily):
     def nested(self, config) -> bool:
         return config.kind == NESTED_KIND
 
+    def corpus_types(self, config, corpus) -> set[str]:
+        return {label for s in corpus.sentences for label, _, _ in S.gold_spans(s.tags, self.nested(config))}
+
     def prepare_tokenizer(self, tokenizer) -> None:
         add_markers(tokenizer)
 

@@ -66,10 +66,9 @@ def check_inputs(config: RunConfig, resume_dir: Path | None = None, load_encoder
     if resume_dir is not None and (config.synthetic or config.dataset):
         paths = {s: resume_dir / run_folder.DATA / f"{s}.txt" for s in SPLITS}
     elif config.synthetic:
-        from arner_jax.data.synthetic import generate_sentences
+        from arner_jax.data.synthetic import synthetic_splits
 
-        written = {s: generate_sentences(n, seed=config.seed + i) for i, (s, n) in
-                   enumerate(zip(SPLITS, config.synthetic_sizes))}
+        written = synthetic_splits(dict(zip(SPLITS, config.synthetic_sizes)), seed=config.seed)
         paths = {}
     elif config.dataset:
         from arner_jax.data.hf_datasets import dataset_splits
@@ -125,7 +124,7 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
         encoder = family.encoder_config(encoder, tokenizer)
         labels = family.label_space(config, list(corpora.values()))
     for corpus in corpora.values():
-        family.check_corpus(labels, corpus)
+        family.check_corpus(config, labels, corpus)
     _warn_untrained_types(corpora)
     model = family.build(config, encoder, labels, tokenizer)
     params = run_folder.init_params(family, model, labels, config.seed)
