@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from arner_jax.metrics import encode_tags, score_tags
+from arner_jax.score import main as score_main
 from arner_jax.scorer import score_ids
 
 # "_" is the type seqeval gives O itself; a real type of that name must not be confused with it
@@ -150,3 +151,45 @@ def test_only_iob2_tags_are_scored():
         score_tags([tags("B-ORG", "E-ORG")], [tags("O", "O")], nested=False)
     with pytest.raises(ValueError, match="scorer must be one of"):
         score_tags([], [], nested=False, scorer="conlleval")
+
+
+# ----------------------------------------------------------------------------- the score command
+def write(path, text: str):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_score_command_scorers_and_tag_scheme(tmp_path, capsys):
+    gold = write(tmp_path / "g.txt", "a B-ORG\nb I-ORG B-GPE\nc O\n\nd B-PERS\n")
+    pred = write(tmp_path / "p.txt", "a B-ORG\nb I-ORG\nc B-GPE\n\nd I-PERS\n")
+    printed = []
+    for scorer in ("fast", "seqeval"):
+        assert score_main(["--gold", gold, "--pred", pred, "--nested", "--scorer", scorer]) == 0
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and '"gold_entities": 3' in printed[0]
+    bioes = write(tmp_path / "bioes.txt", "a B-ORG\nb E-ORG S-GPE\nc O\n\nd S-PERS\n")
+    assert score_main(["--gold", gold, "--pred", bioes, "--nested"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bioes}:2: tag 'E-ORG'") and "--tag_scheme any" in err
+    assert score_main(["--gold", gold, "--pred", bioes, "--nested", "--tag_scheme", "any"]) == 0
+    assert '"f1": 1.0' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make_pred,where", [
+    (lambda d: str(d / "missing.txt"), "missing.txt: no such file; "),
+    (lambda d: str(d), ": a directory, not a file; "),
+    (lambda d: write(d / "bad.txt", "a B-ORG\nb X-ORG\n"), "bad.txt:2: tag 'X-ORG' is not"),
+    (lambda d: write(d / "long.txt", "a B-ORG\nb O\n\nc O\n"), "long.txt:4: sentence 2, but "),
+    (lambda d: write(d / "empty.txt", ""), "empty.txt: the file ends after 0 sentences"),
+])
+def test_score_command_user_errors_are_one_line(tmp_path, capsys, make_pred, where):
+    gold = write(tmp_path / "g.txt", "a B-ORG\nb O\n")
+    assert score_main(["--gold", gold, "--pred", make_pred(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and where in err and ";" in err and err.count("\n") == 1, err
+
+
+def test_score_command_on_empty_files(tmp_path, capsys):
+    empty = write(tmp_path / "empty.txt", "")
+    assert score_main(["--gold", empty, "--pred", empty, "--nested"]) == 0
+    assert "no gold and no predicted entities" in capsys.readouterr().out
