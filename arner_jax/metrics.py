@@ -100,7 +100,8 @@ def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str
     `strict`) saying why the figures are 0 when gold or prediction has no entity (an empty list of sentences
     included). Nested scoring covers `types` (default: every type in gold or prediction); flat scoring
     ignores it. scorer "fast" (arner_jax.scorer) and "seqeval" give identical dicts.
-    Raises ValueError when the sentence counts or lengths differ, or naming a tag that is not O, B-X or I-X.
+    Raises ValueError when the sentence counts or lengths differ, `types` repeats a name, or naming a tag
+    that is not O, B-X or I-X.
     """
     if scorer not in SCORERS:
         raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
@@ -110,6 +111,8 @@ def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str
     found = _checked_types(set(chain.from_iterable(gold_words)).union(chain.from_iterable(pred_words)))
     if not nested or types is None:
         types = found
+    elif len(set(types)) != len(types):  # a repeated type would score its layer twice
+        raise ValueError(f"type names repeat: {list(types)}")
     if scorer == "fast":
         lengths = np.fromiter(map(len, gold), np.intp, len(gold))
         ids = [encode_tags(words, nested, types) for words in (gold_words, pred_words)]

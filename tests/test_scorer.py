@@ -149,6 +149,9 @@ def test_zero_figures_carry_a_note_and_no_warning(scorer, nested, gold, pred, wh
 def test_only_iob2_tags_are_scored():
     with pytest.raises(ValueError, match="tag 'E-ORG' is not"):
         score_tags([tags("B-ORG", "E-ORG")], [tags("O", "O")], nested=False)
+    for scorer in ("fast", "seqeval"):
+        with pytest.raises(ValueError, match="type names repeat"):
+            score_tags([tags("B-ORG")], [tags("B-ORG")], nested=True, types=["ORG", "ORG"], scorer=scorer)
     with pytest.raises(ValueError, match="scorer must be one of"):
         score_tags([], [], nested=False, scorer="conlleval")
 
