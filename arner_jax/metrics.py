@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-from seqeval.scheme import IOB2
 
 from arner_jax.data.wojood import TAG_RE, Corpus, Sentence, WojoodFormatError, parse_wojood, read_text, type_layer
 from arner_jax.scorer import note, report, score_ids
@@ -67,6 +65,10 @@ def encode_tags(words: Sequence[Sequence[str]], nested: bool, types: Sequence[st
 def _seqeval_report(gold: list[list[str]], pred: list[list[str]], strict: bool) -> dict:
     if not gold:  # seqeval raises TypeError on an empty list; nothing to count
         return report(np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp), [])
+    # imported here: seqeval loads scikit-learn (over a second), which the fast scorer does without
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
     kwargs = {"mode": "strict", "scheme": IOB2} if strict else {"scheme": IOB2}  # the reference's call
     with warnings.catch_warnings():
         # with no entity at all the report's macro average is a mean of nothing (a RuntimeWarning); unused here
