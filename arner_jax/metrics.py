@@ -1,21 +1,25 @@
-"""Wojood-exact evaluation (SPEC section 6) and the `predictions.txt` file.
+"""Wojood-exact evaluation (SPEC section 6) of word tag strings, and the `predictions.txt` file.
 
-Owns: building the tag sequences the Wojood scorer scores (flat: one per sentence; nested: one
-per type and sentence, all types' copies concatenated and scored once), micro P/R/F1 in
-seqeval's default (lenient, conlleval-like) mode exactly as the reference calls it, strict IOB2
-beside it, the per-type table, and reading/writing `predictions.txt`. Runs on the host.
+Owns: turning word tags into what the Wojood scorer scores (flat: each word's first tag, one sequence per
+sentence; nested: per type, one sequence per sentence holding the word's tag of that type, all types'
+copies pooled), `score_tags` with its two interchangeable scorers (the vectorized `arner_jax.scorer`, and
+seqeval 1.2.2 called exactly as the reference calls it, kept as the oracle), the per-type table, and
+reading/writing `predictions.txt`. Runs on the host.
 """
 from __future__ import annotations
 
+import warnings
+from itertools import chain, repeat
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
-from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-from seqeval.scheme import IOB2
+import numpy as np
 
-from arner_jax.data.wojood import Corpus, Sentence, WojoodFormatError, parse_wojood, read_text, type_layer
+from arner_jax.data.wojood import TAG_RE, Corpus, Sentence, WojoodFormatError, parse_wojood, read_text, type_layer
+from arner_jax.scorer import note, report, score_ids
 
 PREDICTIONS_HEADER = "Token\tGold Tag\tPredicted Tag"
+SCORERS = ("fast", "seqeval")
 TagLists = Sequence[Sequence[Sequence[str]]]  # sentence -> word -> tags
 
 
@@ -29,39 +33,99 @@ def nested_sequences(sentences: TagLists, types: Sequence[str]) -> list[list[str
     return [type_layer(words, t) for t in types for words in sentences]
 
 
-def _report(gold, pred, strict: bool) -> dict:
+def _checked_types(tags: Iterable[str]) -> list[str]:
+    """The sorted entity types of distinct tags; ValueError names the first tag that is not O, B-X or I-X."""
+    bad = sorted(t for t in tags if t != "O" and not TAG_RE.match(t))
+    if bad:
+        raise ValueError(f"tag {bad[0]!r} is not `O`, `B-TYPE` or `I-TYPE` (IOB2); convert the tags to IOB2 first")
+    return sorted({t[2:] for t in tags if t != "O"})
+
+
+def encode_tags(words: Sequence[Sequence[str]], nested: bool, types: Sequence[str]) -> np.ndarray:
+    """Tag ids (see arner_jax.scorer) of checked word tags, the words of all sentences in a row: nested
+    [len(types), N], one layer per type (a word's first tag of the type; tags of other types are left out);
+    flat [1, N], each word's first tag."""
+    index = {f"{prefix}-{t}": 2 * k + j for k, t in enumerate(types) for j, prefix in ((1, "B"), (2, "I"))}
+    n = len(words)
+    # map(index.get, tags, repeat(0)) looks every tag up without a Python frame per word (O and others: 0)
+    if not nested:
+        firsts = [w[0] if w else "O" for w in words]
+        return np.fromiter(map(index.get, firsts, repeat(0)), np.int32, n)[None]
+    counts = np.fromiter(map(len, words), np.intp, n)
+    ids = np.fromiter(map(index.get, chain.from_iterable(words), repeat(0)), np.int32, int(counts.sum()))
+    word = np.repeat(np.arange(n), counts)[ids > 0]
+    ids = ids[ids > 0]
+    # one cell per (type, word); np.unique's return_index is the first occurrence, as in type_layer
+    cells, first = np.unique(((ids - 1) >> 1) * n + word, return_index=True)
+    layers = np.zeros(len(types) * n, np.int32)
+    layers[cells] = ids[first]
+    return layers.reshape(len(types), n)
+
+
+def _seqeval_report(gold: list[list[str]], pred: list[list[str]], strict: bool) -> dict:
+    if not gold:  # seqeval raises TypeError on an empty list; nothing to count
+        return report(np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp), [])
+    # imported here: seqeval loads scikit-learn (over a second), which the fast scorer does without
+    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
     kwargs = {"mode": "strict", "scheme": IOB2} if strict else {"scheme": IOB2}  # the reference's call
-    table = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
+    with warnings.catch_warnings():
+        # with no entity at all the report's macro average is a mean of nothing (a RuntimeWarning); unused here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        table = classification_report(gold, pred, output_dict=True, zero_division=0, **kwargs)
     per_type = {k: {"precision": float(v["precision"]), "recall": float(v["recall"]),
                     "f1": float(v["f1-score"]), "support": int(v["support"])}
                 for k, v in table.items() if not k.endswith(" avg")}
-    return {
+    out = {
         "precision": float(precision_score(gold, pred, zero_division=0, **kwargs)),
         "recall": float(recall_score(gold, pred, zero_division=0, **kwargs)),
         "f1": float(f1_score(gold, pred, zero_division=0, **kwargs)),
         "gold_entities": sum(v["support"] for v in per_type.values()),
         "per_type": per_type,
     }
+    # with O/B-/I- tags only, a sequence holds an entity iff it has a non-O tag (lenient) or a B- tag (strict)
+    starts = ("B",) if strict else ("B", "I")
+    n_pred = int(any(t[0] in starts for seq in pred for t in seq))
+    why = note(out["gold_entities"], n_pred)
+    if why:
+        out["note"] = why
+    return out
 
 
-def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str] | None = None) -> dict:
-    """Wojood metrics of predicted word tags against gold word tags.
+def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str] | None = None,
+               scorer: str = "fast") -> dict:
+    """Wojood metrics of predicted word tags against gold word tags (sentence -> word -> tags).
 
-    Returns micro precision/recall/f1 (seqeval default mode, as Wojood reports), `strict`
-    (IOB2 strict mode) with the same keys, `per_type` tables and `gold_entities`.
+    Returns micro precision/recall/f1 (seqeval's default mode, as Wojood reports), `strict` (IOB2 strict
+    mode) with the same keys, `per_type` tables, `gold_entities` and `mode`; and a `note` (top level or in
+    `strict`) saying why the figures are 0 when gold or prediction has no entity (an empty list of sentences
+    included). Nested scoring covers `types` (default: every type in gold or prediction); flat scoring
+    ignores it. scorer "fast" (arner_jax.scorer) and "seqeval" give identical dicts.
+    Raises ValueError when the sentence counts or lengths differ, `types` repeats a name, or naming a tag
+    that is not O, B-X or I-X.
     """
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
     if len(gold) != len(pred) or any(len(g) != len(p) for g, p in zip(gold, pred)):
         raise ValueError("gold and predicted tags differ in sentence count or sentence lengths")
-    if nested:
-        if types is None:
-            types = sorted({t[2:] for s in list(gold) + list(pred) for w in s for t in w if t != "O"})
-        g, p = nested_sequences(gold, types), nested_sequences(pred, types)
+    gold_words, pred_words = list(chain.from_iterable(gold)), list(chain.from_iterable(pred))
+    found = _checked_types(set(chain.from_iterable(gold_words)).union(chain.from_iterable(pred_words)))
+    if not nested or types is None:
+        types = found
+    elif len(set(types)) != len(types):  # a repeated type would score its layer twice
+        raise ValueError(f"type names repeat: {list(types)}")
+    if scorer == "fast":
+        lengths = np.fromiter(map(len, gold), np.intp, len(gold))
+        ids = [encode_tags(words, nested, types) for words in (gold_words, pred_words)]
+        metrics = score_ids(*ids, lengths, types)
     else:
-        g, p = flat_sequences(gold), flat_sequences(pred)
-    lenient = _report(g, p, strict=False)
-    lenient["strict"] = _report(g, p, strict=True)
-    lenient["mode"] = "nested" if nested else "flat"
-    return lenient
+        g, p = (nested_sequences(gold, types), nested_sequences(pred, types)) if nested else \
+            (flat_sequences(gold), flat_sequences(pred))
+        metrics = _seqeval_report(g, p, strict=False)
+        metrics["strict"] = _seqeval_report(g, p, strict=True)
+    metrics["mode"] = "nested" if nested else "flat"
+    return metrics
 
 
 def format_per_type(metrics: dict) -> str:
@@ -92,7 +156,7 @@ def write_predictions(path: str | Path, gold: Sequence[Sentence], pred: TagLists
     Path(path).write_text(format_predictions(gold, pred), encoding="utf-8")
 
 
-def parse_predictions(text: str, path: str = "<string>") -> Corpus:
+def parse_predictions(text: str, path: str = "<string>", scheme: str = "iob2") -> Corpus:
     """Read a `predictions.txt` back as a Corpus of the *predicted* tags (O-only entries dropped)."""
     text = text.lstrip("\ufeff")
     body = []
@@ -105,15 +169,16 @@ def parse_predictions(text: str, path: str = "<string>") -> Corpus:
             continue
         fields = line.rstrip("\r").split("\t")
         if len(fields) != 3:
-            raise WojoodFormatError(path, lineno, "expected `word<TAB>gold<TAB>predicted` (predictions.txt layout).")
+            raise WojoodFormatError(path, lineno, f"{len(fields)} tab-separated fields; a predictions.txt line is "
+                                    "`word<TAB>gold<TAB>predicted`.")
         tags = [t for t in fields[2].split("|") if t and t != "O"] or ["O"]
         body.append(f"{fields[0]} {' '.join(tags)}")
-    return parse_wojood("\n".join(body), path)
+    return parse_wojood("\n".join(body), path, scheme)
 
 
-def read_tagged_file(path: str | Path) -> Corpus:
-    """A Wojood file, or a `predictions.txt` (recognised by its header)."""
+def read_tagged_file(path: str | Path, scheme: str = "iob2") -> Corpus:
+    """A Wojood file, or a `predictions.txt` (recognised by its header); scheme as in parse_wojood."""
     text = read_text(path)
     if text.lstrip("\ufeff").split("\n", 1)[0].strip() == PREDICTIONS_HEADER:
-        return parse_predictions(text, str(path))
-    return parse_wojood(text, str(path))
+        return parse_predictions(text, str(path), scheme)
+    return parse_wojood(text, str(path), scheme)

@@ -1,8 +1,9 @@
 """`python -m arner_jax.score --gold GOLD --pred PRED [--nested]`: Wojood metrics without a model.
 
 Both files are Wojood format with the same words (PRED may be a `predictions.txt`). Prints the
-metrics as JSON; exits 2 with a message naming the first line that differs when the files do not
-line up, or the line of any format error.
+metrics as JSON. A user error (a missing or unreadable file, a format error, files that do not line
+up) exits 2 with one line on stderr, `error: FILE:LINE: what; what to do` (no LINE when the whole
+file is at fault).
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import argparse
 import json
 import sys
 
-from arner_jax.data.wojood import Corpus, WojoodFormatError
-from arner_jax.metrics import read_tagged_file, score_tags
+from arner_jax.data.wojood import SCHEMES, Corpus, WojoodFormatError
+from arner_jax.metrics import SCORERS, read_tagged_file, score_tags
+
+SAME_WORDS = "the files must hold the same words and blank lines"
 
 
 def check_aligned(gold: Corpus, pred: Corpus) -> None:
@@ -20,31 +23,43 @@ def check_aligned(gold: Corpus, pred: Corpus) -> None:
         for j, (gw, pw) in enumerate(zip(g.words, p.words)):
             if gw != pw:
                 raise WojoodFormatError(pred.path, p.first_line + j,
-                                        f"word {pw!r} where {gold.path}:{g.first_line + j} has {gw!r}.")
+                                        f"word {pw!r} where {gold.path}:{g.first_line + j} has {gw!r}; {SAME_WORDS}.")
         if len(g) != len(p):
             j = min(len(g), len(p))
             raise WojoodFormatError(
                 pred.path, p.first_line + j,
                 f"sentence {i + 1} has {len(p)} words, but {len(g)} in {gold.path} (from line {g.first_line}); "
-                "the files must hold the same words and blank lines.")
-    if len(gold.sentences) != len(pred.sentences):
-        raise WojoodFormatError(pred.path, None, f"{len(pred.sentences)} sentences, but {len(gold.sentences)} "
-                                f"in {gold.path}.")
+                f"{SAME_WORDS}.")
+    n_gold, n_pred = len(gold.sentences), len(pred.sentences)
+    if n_pred > n_gold:
+        raise WojoodFormatError(pred.path, pred.sentences[n_gold].first_line,
+                                f"sentence {n_gold + 1}, but {gold.path} ends after {n_gold}; {SAME_WORDS}.")
+    if n_pred < n_gold:
+        last = pred.sentences[-1] if pred.sentences else None
+        raise WojoodFormatError(pred.path, last.first_line + len(last) - 1 if last else None,
+                                f"the file ends after {n_pred} sentences, but {gold.path} goes on at line "
+                                f"{gold.sentences[n_pred].first_line}; {SAME_WORDS}.")
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arner_jax.score", description=__doc__.splitlines()[0])
     parser.add_argument("--gold", required=True, help="gold Wojood file")
     parser.add_argument("--pred", required=True, help="predicted Wojood file or predictions.txt")
     parser.add_argument("--nested", action="store_true", help="score per type layer, pooled (nested Wojood)")
+    parser.add_argument("--scorer", choices=SCORERS, default="fast",
+                        help="fast: vectorized (default); seqeval: seqeval 1.2.2 itself (same figures, slower)")
+    parser.add_argument("--tag_scheme", choices=SCHEMES, default="iob2",
+                        help="iob2: the files' tags must be IOB2 (default); any: IOB1/BIOES/BILOU read as IOB2")
     args = parser.parse_args(argv)
     try:
-        gold, pred = read_tagged_file(args.gold), read_tagged_file(args.pred)
+        gold = read_tagged_file(args.gold, args.tag_scheme)
+        pred = read_tagged_file(args.pred, args.tag_scheme)
         check_aligned(gold, pred)
     except WojoodFormatError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    metrics = score_tags([s.tags for s in gold.sentences], [s.tags for s in pred.sentences], args.nested)
+    metrics = score_tags([s.tags for s in gold.sentences], [s.tags for s in pred.sentences], args.nested,
+                         scorer=args.scorer)
     metrics["dropped_duplicate_tags"] = {"gold": gold.dropped_duplicates, "pred": pred.dropped_duplicates}
     print(json.dumps(metrics, indent=1))
     return 0

@@ -17,3 +17,13 @@ def test_benchmark_runner_smoke(tmp_path):
     assert report["train_step"]["ours_words_per_s"] > 0 and report["train_step"]["torch_eager_words_per_s"] > 0
     assert report["inference"]["ours_shapes"] <= 8
     assert 0 < report["flops"]["share_of_matmul_rate"]
+
+
+def test_scorer_benchmark_smoke(tmp_path):
+    from benchmarks import scorer
+
+    out = tmp_path / "scorer.json"
+    report = scorer.main(["--data", str(shared_path("data", "wojood_sample")), "--sentences", "40", "--repeats", "1",
+                          "--out", str(out)])
+    assert report["sentences"] == 40 and report["nested"]["identical"] and report["flat"]["identical"]
+    assert json.loads(out.read_text())["machine"]["seqeval"] == "1.2.2"

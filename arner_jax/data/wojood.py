@@ -82,7 +82,8 @@ def _parse_tags(fields: list[str], path, lineno: int, tag_re=TAG_RE) -> tuple[li
             if tag_re is TAG_RE:
                 raise WojoodFormatError(path, lineno, f"tag {tag!r} is not `O`, `B-TYPE` or `I-TYPE` (IOB2); "
                                         "for IOB1/BIOES/BILOU files read with scheme='any' (--tag_scheme any).")
-            raise WojoodFormatError(path, lineno, f"tag {tag!r} is not `O` or `X-TYPE` with X one of B I E S L U.")
+            raise WojoodFormatError(path, lineno, f"tag {tag!r} is not `O` or `X-TYPE` with X one of B I E S L U; "
+                                    "correct or remove it.")
         if tag[2:] in seen:
             dropped += 1  # a second tag of the same type: the reference keeps only the first
             continue
@@ -139,16 +140,16 @@ def _as_iob2(sentence: Sentence) -> Sentence:
 
 
 def read_text(path: str | Path) -> str:
-    """A file's text as UTF-8; a missing file or bad bytes raise WojoodFormatError with the line."""
+    """A file's text as UTF-8; an unreadable file, or bad bytes (with their line), raise WojoodFormatError."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise WojoodFormatError(path, None, "no such file; check the path") from None
+        raise WojoodFormatError(path, None, "no such file; check the path.") from None
     except IsADirectoryError:
-        raise WojoodFormatError(path, None, "is a folder; give the data file inside it") from None
-    except PermissionError:
-        raise WojoodFormatError(path, None, "cannot be read (permission denied)") from None
+        raise WojoodFormatError(path, None, "a directory, not a file; give the path of a file in it.") from None
+    except OSError as err:
+        raise WojoodFormatError(path, None, f"cannot be read ({err.strerror}); check its permissions.") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as err:
