@@ -35,7 +35,7 @@ EXTRAS = {
 
 setup(
     name="arner_jax",
-    version="0.1.0",
+    version="0.2.0",
     description="Arabic nested and flat NER (Wojood multi-task taggers, SpanMarker) in JAX/Flax",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

@@ -85,9 +85,11 @@ class RunConfig:
     weight_decay: float = _field(0.001, "AdamW weight decay (not on biases and LayerNorm scales)")
     warmup_ratio: float = _field(0.0, "fraction of the updates spent warming the learning rate up from 0")
     clip_norm: float = _field(1.0, "global gradient-norm clipping (0: off)")
-    grad_accum: int = _field(1, "micro-batches per update (their mean gradient)")
+    grad_accum: int = _field(1, "micro-batches of --batch_size rows per update; the update equals that of the "
+                             "whole batch, computed a micro-batch at a time (less memory)")
     # ------------------------------------------------------------------ loop
-    batch_size: int = _field(16, "global batch size (split evenly over all devices)")
+    batch_size: int = _field(16, "rows per micro-batch, split evenly over all devices (an update takes "
+                             "--grad_accum of them)")
     eval_batch_size: int | None = _field(None, "evaluation batch size (default: --batch_size)")
     max_epochs: int = _field(15, "epochs at most")
     patience: int = _field(5, "stop after this many epochs without improvement")

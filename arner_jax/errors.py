@@ -7,9 +7,10 @@ Programming errors are not caught: they keep their traceback.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import sys
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 
 class UserError(Exception):
@@ -29,3 +30,11 @@ def exit_on_user_error() -> Iterator[None]:
     except UserError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser, reporting a bad command line in one line (`error: ...; see --help`), status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {one_line(message)}; see {self.prog} --help", file=sys.stderr)
+        raise SystemExit(2)

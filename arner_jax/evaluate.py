@@ -10,14 +10,13 @@ predictions.txt and metrics.json into a folder of its own.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
 
 from arner_jax import inference
 from arner_jax.data.wojood import read_wojood
-from arner_jax.errors import UserError, exit_on_user_error
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.metrics import format_per_type, format_predictions
 from arner_jax.parallel import PmapParallel, StepBodies
 from arner_jax.run_folder import EVAL, atomic_write_json, atomic_write_text, load_run
@@ -60,7 +59,7 @@ def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m arner_jax.evaluate", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m arner_jax.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
     p.add_argument("--data_paths", nargs="+", required=True, help="Wojood files with gold tags")
     p.add_argument("--output_path", help="where to write <file>/predictions.txt and metrics.json "

@@ -26,15 +26,10 @@ import time
 from collections.abc import Sequence
 from typing import IO, NoReturn
 
+from arner_jax.errors import ArgumentParser
+
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
 POLL_SECONDS = 0.05
-
-
-class _Parser(argparse.ArgumentParser):
-    """Errors as one line `error: ...` and status 2, as for the launcher's own checks."""
-
-    def error(self, message: str) -> NoReturn:
-        _usage_error(message)
 
 
 def _usage_error(message: str) -> NoReturn:
@@ -45,7 +40,7 @@ def _usage_error(message: str) -> NoReturn:
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """The launcher's options (before `--`) and the command (after it)."""
     argv = list(argv)
-    parser = _Parser(prog="python -m arner_jax.launch", description=__doc__.split("\n\n")[0],
+    parser = ArgumentParser(prog="python -m arner_jax.launch", description=__doc__.split("\n\n")[0],
                      usage="%(prog)s --num_processes N [--devices_per_process K] [--port P] [--grace_period S] "
                            "-- command ...")
     parser.add_argument("--num_processes", type=int, required=True, help="how many processes to start")

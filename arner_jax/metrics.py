@@ -15,7 +15,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from arner_jax.data.wojood import TAG_RE, Corpus, Sentence, WojoodFormatError, parse_wojood, read_text, type_layer
+from arner_jax.data.wojood import (
+    TAG_RE,
+    Corpus,
+    Sentence,
+    WojoodFormatError,
+    parse_wojood,
+    read_text,
+    type_layer,
+)
 from arner_jax.scorer import note, report, score_ids
 
 PREDICTIONS_HEADER = "Token\tGold Tag\tPredicted Tag"
@@ -66,7 +74,12 @@ def _seqeval_report(gold: list[list[str]], pred: list[list[str]], strict: bool) 
     if not gold:  # seqeval raises TypeError on an empty list; nothing to count
         return report(np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, np.intp), [])
     # imported here: seqeval loads scikit-learn (over a second), which the fast scorer does without
-    from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+    from seqeval.metrics import (
+        classification_report,
+        f1_score,
+        precision_score,
+        recall_score,
+    )
     from seqeval.scheme import IOB2
 
     kwargs = {"mode": "strict", "scheme": IOB2} if strict else {"scheme": IOB2}  # the reference's call

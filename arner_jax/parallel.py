@@ -32,11 +32,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax.training.train_state import TrainState
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from arner_jax.errors import UserError
 from arner_jax.families import Objective
 
 AXIS = "data"
+
+
+class BatchSizeError(UserError, ValueError):
+    """A batch size that the devices cannot share evenly."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,25 +51,69 @@ class StepBodies:
 
     `objective` (arner_jax.families.Objective) gives the model's additive loss statistics of a
     shard, the loss of summed statistics, and predictions from its outputs.
+
+    Gradient accumulation (`grad_accum` = k): a train step gets k micro-batches at once (the
+    global batch's rows, k times as many as one micro-batch) and makes one update that equals
+    the update of the whole batch in one piece: a first pass sums every micro-batch's loss
+    statistics (forward only), the loss and its gradient with respect to the statistics are
+    computed once, and a second pass pulls that gradient back through each micro-batch in turn
+    (forward again, then backward). Only one micro-batch's activations are alive at a time; the
+    price is a second forward pass. Averaging micro-batch gradients instead would not be the big
+    batch's gradient: Dice, Tversky, IRM, the variance penalty, and even the mean cross-entropy of
+    micro-batches with different numbers of positions are not averages over micro-batches.
     """
 
     objective: Objective
-    learning_rate: Callable | None = None  # step -> learning rate, reported in the metrics
+    learning_rate: Callable | None = None  # update -> learning rate, reported in the metrics
+    grad_accum: int = 1
+
+    def _statistics(self, params, batch: dict, rng, offset):
+        stats, _ = self.objective.statistics(params, batch, {"dropout": rng}, False, offset)
+        return stats
 
     def train(self, state: TrainState, batch: dict, key: jax.Array):
-        """One optimizer (micro-)step on this device's shard; returns the new state and metrics."""
+        """One update on this device's shard of the global batch; returns the new state and metrics."""
         index = jax.lax.axis_index(AXIS)
-        rngs = {"dropout": jax.random.fold_in(jax.random.fold_in(key, state.step), index)}
+        key = jax.random.fold_in(jax.random.fold_in(key, state.step), index)
         offset = _rank_offset(batch["label_mask"], index)
-        stats, pull_back, _ = jax.vjp(lambda p: self.objective.statistics(p, batch, rngs, False, offset),
-                                      state.params, has_aux=True)
-        stats = jax.lax.psum(stats, AXIS)
-        (loss, details), d_stats = jax.value_and_grad(self.objective.loss, has_aux=True)(stats)
-        grads = jax.lax.psum(pull_back(d_stats)[0], AXIS)
+        if self.grad_accum == 1:
+            stats, pull_back = jax.vjp(lambda p: self._statistics(p, batch, key, offset), state.params)
+            stats = jax.lax.psum(stats, AXIS)
+            (loss, details), d_stats = jax.value_and_grad(self.objective.loss, has_aux=True)(stats)
+            grads = pull_back(d_stats)[0]
+        else:
+            stats, grads, loss, details = self._accumulated(state.params, batch, key, offset)
+        grads = jax.lax.psum(grads, AXIS)
         metrics = {"loss": loss, "details": details, "grad_norm": optax.tree.norm(grads), "positions": stats["n"]}
         if self.learning_rate is not None:
             metrics["lr"] = self.learning_rate(state.step)
         return state.apply_gradients(grads=grads), metrics
+
+    def _accumulated(self, params, batch: dict, key, offset):
+        """The two passes over k micro-batches (see the class docstring)."""
+        k = self.grad_accum
+        micro = jax.tree.map(lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)  # [k, b, ...]
+        counts = (micro["label_mask"] > 0).reshape(k, -1).sum(-1)  # [k] positions per micro-batch
+        offsets = offset + jnp.cumsum(counts) - counts  # positions before each micro-batch, batch-major
+        keys = jax.vmap(lambda j: jax.random.fold_in(key, j))(jnp.arange(k))
+        shape = jax.eval_shape(self._statistics, params, jax.tree.map(lambda x: x[0], micro), keys[0], offsets[0])
+        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shape)
+
+        def add_statistics(total, xs):
+            mb, rng, off = xs
+            return jax.tree.map(jnp.add, total, self._statistics(params, mb, rng, off)), None
+
+        stats, _ = jax.lax.scan(add_statistics, zeros, (micro, keys, offsets))
+        stats = jax.lax.psum(stats, AXIS)
+        (loss, details), d_stats = jax.value_and_grad(self.objective.loss, has_aux=True)(stats)
+
+        def add_gradients(total, xs):
+            mb, rng, off = xs
+            _, pull_back = jax.vjp(lambda p: self._statistics(p, mb, rng, off), params)
+            return jax.tree.map(jnp.add, total, pull_back(d_stats)[0]), None
+
+        grads, _ = jax.lax.scan(add_gradients, jax.tree.map(jnp.zeros_like, params), (micro, keys, offsets))
+        return stats, grads, loss, details
 
     def eval(self, params, batch: dict):
         """Predictions of this shard's rows, and the loss of the whole batch."""
@@ -102,7 +152,7 @@ class DataParallel:
 
     def check_batch_size(self, batch_size: int, what: str = "--batch_size") -> None:
         if batch_size % self.num_devices:
-            raise ValueError(
+            raise BatchSizeError(
                 f"{what} {batch_size}: cannot be split evenly over {self.num_devices} devices "
                 f"({self.num_processes} process(es) x {len(self.devices)}); use a multiple of {self.num_devices}")
 

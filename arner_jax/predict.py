@@ -20,10 +20,16 @@ from pathlib import Path
 from typing import Sequence
 
 from arner_jax import inference
-from arner_jax.errors import UserError, exit_on_user_error
-from arner_jax.data.entities import entity_records, split_words
-from arner_jax.data.wojood import Sentence, WojoodFormatError, format_wojood, parse_wojood, read_text
-from arner_jax.families import Entity, EncodedSplit, WordTags
+from arner_jax.data.entities import entity_records, entity_word_tags, split_words
+from arner_jax.data.wojood import (
+    Sentence,
+    WojoodFormatError,
+    format_wojood,
+    parse_wojood,
+    read_text,
+)
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
+from arner_jax.families import EncodedSplit, Entity, WordTags
 from arner_jax.parallel import PmapParallel, StepBodies
 from arner_jax.run_folder import LoadedRun, load_run
 
@@ -102,7 +108,7 @@ def _read_inputs(path: Path) -> tuple[str, list]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m arner_jax.predict", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m arner_jax.predict", description=__doc__.splitlines()[0])
     p.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one text to tag")
@@ -120,9 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.output is not None and args.output.is_dir():
             raise UserError(f"{args.output}: is a folder; --output names a file to write")
         tagger = NERTagger.from_pretrained(args.model_path, batch_size=args.batch_size)
-        if args.format == "conll":
+        if args.format == "conll":  # each word's tags outermost first, as Wojood files have them
             sentences = items if kind == "wojood" else [split_words(t)[0] for t in items]
-            body = format_wojood(Sentence(w, t) for w, t in zip(sentences, tagger.word_tags(sentences)))
+            body = format_wojood(Sentence(w, entity_word_tags(found, len(w)))
+                                 for w, found in zip(sentences, tagger.entities(sentences)))
         else:
             records = tagger.predict(items, is_split_into_words=True) if kind == "wojood" else tagger.predict(items)
             body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)

@@ -7,11 +7,11 @@ file is at fault).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from arner_jax.data.wojood import SCHEMES, Corpus, WojoodFormatError
+from arner_jax.errors import ArgumentParser
 from arner_jax.metrics import SCORERS, read_tagged_file, score_tags
 
 SAME_WORDS = "the files must hold the same words and blank lines"
@@ -42,7 +42,7 @@ def check_aligned(gold: Corpus, pred: Corpus) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m arner_jax.score", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m arner_jax.score", description=__doc__.splitlines()[0])
     parser.add_argument("--gold", required=True, help="gold Wojood file")
     parser.add_argument("--pred", required=True, help="predicted Wojood file or predictions.txt")
     parser.add_argument("--nested", action="store_true", help="score per type layer, pooled (nested Wojood)")

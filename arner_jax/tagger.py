@@ -29,7 +29,13 @@ from arner_jax.data.entities import entity_tags, layer_entities
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import Corpus
 from arner_jax.encoders import Encoder, EncoderConfig
-from arner_jax.families import EncodedSplit, Entity, ModelFamily, WordTags, register_family
+from arner_jax.families import (
+    EncodedSplit,
+    Entity,
+    ModelFamily,
+    WordTags,
+    register_family,
+)
 from arner_jax.losses import LossConfig, batch_statistics, loss_from_statistics
 
 

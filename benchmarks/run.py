@@ -32,7 +32,13 @@ from flax.training.train_state import TrainState
 
 from arner_jax import inference, run_folder
 from arner_jax.config import RunConfig
-from arner_jax.data.batching import bucket_lengths, collate_windows, eval_batches, fit_buckets, train_batches
+from arner_jax.data.batching import (
+    bucket_lengths,
+    collate_windows,
+    eval_batches,
+    fit_buckets,
+    train_batches,
+)
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
 from arner_jax.families import family_for

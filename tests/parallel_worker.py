@@ -1,9 +1,11 @@
 """Run by tests/test_parallel.py in a fresh process with 4 fake CPU devices (XLA_FLAGS set there).
 
 Trains a tiny nested tagger for a few steps with the same global batches on 1, 2 and 4 devices
-under both data-parallel wrappers (and with gradient accumulation), and a tiny span model on 1,
-2 and 4 devices, and prints, as JSON, each run's losses and its largest parameter and prediction
-difference from the one-device pmap run.
+under both data-parallel wrappers, with and without gradient accumulation, and a tiny span model
+on 1, 2 and 4 devices, and prints, as JSON, each run's losses and its largest parameter and
+prediction difference from the one-device pmap run. With accumulation a step sees the same 8
+rows as 2 micro-batches of 4; the worker also reports the largest difference between the
+accumulated and the whole-batch gradient of one step (SGD with lr 1: the update is the gradient).
 """
 from __future__ import annotations
 
@@ -12,16 +14,21 @@ import sys
 
 import jax
 import numpy as np
+import optax
 from flax.training.train_state import TrainState
 
 from arner_jax.encoders import small_bert_config
 from arner_jax.losses import LossConfig
-from arner_jax.tagger import Tagger
+from arner_jax.parallel import StepBodies, make_parallel
+from arner_jax.tagger import KINDS, Tagger, TaggerObjective
 from arner_jax.train.optim import OptimConfig, make_optimizer
-from arner_jax.train.parallel import make_parallel, tagger_bodies
 from arner_jax.train.runtime import CompileCounter
 
 T, C, B, L, VOCAB = 3, 3, 8, 16, 60
+# (wrapper, micro-batches per update, devices): each compiles its own programs, so a chosen few
+CONFIGS = [("pmap", 1, 1), ("pmap", 1, 2), ("pmap", 1, 4), ("shard_map", 1, 4), ("pmap", 2, 1), ("pmap", 2, 4),
+           ("shard_map", 2, 2)]
+SPAN_CONFIGS = [("pmap", 1), ("pmap", 4), ("shard_map", 2)]
 
 
 def batches(n, seed=0):
@@ -61,25 +68,45 @@ def main():
     params = jax.device_get(model.init(jax.random.PRNGKey(0), data[0]["input_ids"])["params"])
     cmask = np.ones((T, C), bool)
     cmask[1, 2] = False
-    bodies = tagger_bodies(model.apply, "nested", cmask, LossConfig(name="unified", var_penalty=5.0))
+    objective = TaggerObjective(model.apply, KINDS["nested"], cmask, LossConfig(name="unified", var_penalty=5.0))
     runs = {}
-    for wrapper in ("pmap", "shard_map"):
-        for accum in (1, 2):
-            for n in (1, 2, 4):
-                par = make_parallel(wrapper, bodies, jax.devices()[:n])
-                tx = make_optimizer(OptimConfig(lr=1e-3, grad_accum=accum), 4)
-                runs[f"{wrapper}/accum{accum}/{n}"] = train_and_eval(par, model, params, tx, data)
+    for wrapper, accum, n in CONFIGS:
+        par = make_parallel(wrapper, StepBodies(objective, grad_accum=accum), jax.devices()[:n])
+        tx = make_optimizer(OptimConfig(lr=1e-3), 4)
+        runs[f"{wrapper}/accum{accum}/{n}"] = train_and_eval(par, model, params, tx, data)
     report = {}
+    base = runs["pmap/accum1/1"]  # every run sees the same rows: all equal the whole-batch run
     for name, (_, _, pred, _, _) in runs.items():
-        base = runs[f"pmap/accum{name.split('/')[1][5:]}/1"]
-        report[name] = compare(runs[name], base, params, bool((pred == base[2]).all()))
+        report[name] = compare(runs[name], base, params, bool((pred["ids"] == base[2]["ids"]).all()))
+    report["accumulated_gradient"] = accumulated_gradient_difference(model, params, objective, data[0])
     report.update(span_runs())
     try:
-        make_parallel("pmap", bodies, jax.devices()[:4]).check_batch_size(6)
+        make_parallel("pmap", StepBodies(objective), jax.devices()[:4]).check_batch_size(6)
         report["uneven_error"] = None
     except ValueError as err:
         report["uneven_error"] = str(err)
     json.dump(report, sys.stdout)
+
+
+def accumulated_gradient_difference(model, params, objective, batch) -> dict:
+    """One SGD step with lr 1 (the update is minus the gradient): 2 x 4 rows accumulated vs 8 rows at once,
+    on 1 and 2 devices; the largest absolute difference of every gradient entry and of the loss."""
+    out = {}
+    grads = {}
+    for accum, n in ((1, 1), (2, 1), (4, 1), (2, 2)):
+        par = make_parallel("pmap", StepBodies(objective, grad_accum=accum), jax.devices()[:n])
+        state = par.put_state(TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1.0)))
+        state, metrics = par.train_step(state, batch, jax.random.PRNGKey(1))
+        after = par.get_state(state).params
+        grads[(accum, n)] = (jax.tree.map(lambda a, b: np.asarray(a) - np.asarray(b), params, after),
+                             float(metrics["loss"]))
+    whole, whole_loss = grads[(1, 1)]
+    for (accum, n), (g, loss) in grads.items():
+        out[f"accum{accum}/{n}"] = {
+            "max_grad_diff": max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(whole))),
+            "largest_grad": max(float(np.abs(a).max()) for a in jax.tree.leaves(whole)),
+            "loss_diff": abs(loss - whole_loss)}
+    return out
 
 
 def compare(run, base, params, same_predictions: bool) -> dict:
@@ -114,7 +141,6 @@ def span_batches(n, slots=6, seed=1):
 def span_runs():
     """The span model's steps (cross-entropy over real spans) on 1, 2 and 4 devices."""
     from arner_jax.span_marker.model import SpanMarker, SpanObjective
-    from arner_jax.train.parallel import StepBodies
 
     cfg = small_bert_config(VOCAB, hidden_size=32, num_layers=2, num_heads=2, max_positions=L + 2).replace(
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
@@ -125,7 +151,7 @@ def span_runs():
                                        b0["ends"], b0["num_spans"])["params"])
     bodies = StepBodies(SpanObjective(model.apply))
     runs = {}
-    for wrapper, n in (("pmap", 1), ("pmap", 2), ("pmap", 4), ("shard_map", 4)):
+    for wrapper, n in SPAN_CONFIGS:
         par = make_parallel(wrapper, bodies, jax.devices()[:n])
         runs[f"span/{wrapper}/{n}"] = train_and_eval(par, model, params, make_optimizer(OptimConfig(lr=1e-3), 3),
                                                      data)

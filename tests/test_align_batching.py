@@ -4,10 +4,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arner_jax.data import LabelVocab, encode_sentences, eval_batches, parse_wojood, read_wojood, scatter_to_words, \
-    train_batches
+from arner_jax.data import (
+    LabelVocab,
+    encode_sentences,
+    eval_batches,
+    parse_wojood,
+    read_wojood,
+    scatter_to_words,
+    train_batches,
+)
 from arner_jax.data.align import plan_windows
-from arner_jax.data.batching import EVAL_LENGTHS, bucket_lengths, collate_windows, fit_buckets
+from arner_jax.data.batching import (
+    EVAL_LENGTHS,
+    bucket_lengths,
+    collate_windows,
+    fit_buckets,
+)
 from arner_jax.encoders import train_wordpiece_tokenizer
 from tests.conftest import ARABIC_TEXT, shared_path
 

@@ -8,7 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import torch
-from transformers import BertForMaskedLM, BertForTokenClassification, XLMRobertaForTokenClassification
+from transformers import (
+    BertForMaskedLM,
+    BertForTokenClassification,
+    XLMRobertaForTokenClassification,
+)
 
 from arner_jax.encoders import CheckpointError, load_pretrained_encoder
 from tests.conftest import save_tiny_hf_model

@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from arner_jax.losses import LossConfig, head_losses, loss_terms, multitask_total, total_loss
+from arner_jax.losses import (
+    LossConfig,
+    head_losses,
+    loss_terms,
+    multitask_total,
+    total_loss,
+)
 from tests.torch_reference import torch_total
 
 L3 = math.log(3.0)

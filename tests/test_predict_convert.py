@@ -158,7 +158,11 @@ def test_nested_export_matches_and_imports_without_jax(nested_run, tmp_path):
 def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
     from transformers import pipeline
 
-    from arner_jax.convert.pytorch import export_run, import_token_classifier, verify_export
+    from arner_jax.convert.pytorch import (
+        export_run,
+        import_token_classifier,
+        verify_export,
+    )
     from arner_jax.predict import NERTagger
     from arner_jax.run_folder import load_run
 

@@ -90,16 +90,17 @@ def tiny_model():
     import jax
 
     from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
+    from arner_jax.families import family_for
+    from arner_jax.run_folder import init_params
     from arner_jax.span_marker import SpanConfig, SpanMarkerModel
     from arner_jax.span_marker.checkpoint import add_markers
     from arner_jax.span_marker.model import SpanMarker
-    from arner_jax.train.assemble import init_params
 
     tok = train_wordpiece_tokenizer(ARABIC_TEXT, vocab_size=200)
     start, end = add_markers(tok)
     enc = small_bert_config(len(tok), hidden_size=32, num_layers=2, num_heads=4, max_positions=64)
     span = SpanConfig(["O", "GPE", "ORG", "PERS"], marker_max_length=16, entity_max_length=4, model_max_length=24)
-    params = init_params(SpanMarker(enc, 4, start, end), 0)
+    params = init_params(family_for("span_flat"), SpanMarker(enc, 4, start, end), span.labels, 0)
     # A larger classifier so that predictions are not all O.
     params = jax.tree.map(np.asarray, params)
     params["classifier"]["kernel"] = params["classifier"]["kernel"] * 200
@@ -115,10 +116,10 @@ def _logits_for(model, words, slots, text_width, companions=()):
     rows = S.pack_rows(pieces, slots)
     order = list(range(len(rows)))[::-1]  # rows in reverse: row position in the batch changes
     batch = S.collate_rows(pieces, rows, order, len(rows) + 1, text_width, slots, 0)
-    out = np.asarray(model._apply(model.params, batch))
+    out, _ = model.parallel.eval_step(model.params, batch)  # the model's data-parallel eval step
     got = [None] * len(rows)
     for r, i in enumerate(order):
-        got[i] = {"logits": out[r]}
+        got[i] = {"logits": out["logits"][r]}
     return S.per_text(pieces, rows, got, 1 + len(companions))[0]
 
 

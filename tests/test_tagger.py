@@ -18,7 +18,14 @@ from arner_jax.encoders import Encoder, small_bert_config, train_wordpiece_token
 from arner_jax.families import family_for
 from arner_jax.losses import LossConfig, total_loss
 from arner_jax.parallel import PmapParallel, StepBodies
-from arner_jax.tagger import KINDS, Tagger, class_mask, decode_class_ids, head_shape, ids_to_tags
+from arner_jax.tagger import (
+    KINDS,
+    Tagger,
+    class_mask,
+    decode_class_ids,
+    head_shape,
+    ids_to_tags,
+)
 from arner_jax.train.optim import OptimConfig, make_optimizer
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+import pytest
 import torch
 from flax.training.train_state import TrainState
 
 from arner_jax.encoders import load_pretrained_encoder
 from arner_jax.losses import LossConfig
-from arner_jax.tagger import Tagger
+from arner_jax.parallel import PmapParallel, StepBodies
+from arner_jax.tagger import KINDS, Tagger, TaggerObjective
 from arner_jax.train.optim import OptimConfig, make_optimizer
-from arner_jax.train.parallel import PmapParallel, tagger_bodies
 from tests.conftest import save_tiny_hf_model
 from tests.torch_reference import torch_total
 
@@ -35,6 +36,7 @@ def make_batches(rng, vocab, n=STEPS, B=4, L=12):
     return batches
 
 
+@pytest.mark.torch
 def test_nested_tagger_trains_like_pytorch(tmp_path):
     from transformers import get_linear_schedule_with_warmup
 
@@ -50,7 +52,7 @@ def test_nested_tagger_trains_like_pytorch(tmp_path):
     params = {"encoder": enc.params, "head_kernel": kernel, "head_bias": bias}
     model = Tagger(enc.config, T, C, dropout=0.0)
     loss_config = LossConfig(name="unified", var_penalty=5.0)
-    bodies = tagger_bodies(model.apply, "nested", np.ones((T, C), bool), loss_config)
+    bodies = StepBodies(TaggerObjective(model.apply, KINDS["nested"], np.ones((T, C), bool), loss_config))
     parallel = PmapParallel(bodies, jax.local_devices()[:1])
     tx = make_optimizer(OptimConfig(lr=LR, weight_decay=0.001, clip_norm=1.0), STEPS)
     state = parallel.put_state(TrainState.create(apply_fn=model.apply, params=params, tx=tx))

@@ -12,15 +12,14 @@ refused.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from arner_jax.errors import UserError, exit_on_user_error
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m arner_jax.convert", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m arner_jax.convert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="compare our Flax encoder with transformers on a checkpoint")
     verify.add_argument("--hf_model", required=True, help="Hugging Face model folder or hub id")

@@ -23,7 +23,13 @@ import numpy as np
 
 from arner_jax import run_folder
 from arner_jax.data.vocab import LabelVocab
-from arner_jax.encoders import CheckpointError, EncoderConfig, hf_to_params, params_to_hf, read_state_dict
+from arner_jax.encoders import (
+    CheckpointError,
+    EncoderConfig,
+    hf_to_params,
+    params_to_hf,
+    read_state_dict,
+)
 from arner_jax.encoders.hf_weights import base_prefix, hf_config_dict, write_hf_folder
 from arner_jax.errors import UserError
 from arner_jax.families import family_for

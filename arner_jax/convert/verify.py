@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from arner_jax.encoders import CheckpointError, load_pretrained_encoder, resolve_model_dir
+from arner_jax.encoders import (
+    CheckpointError,
+    load_pretrained_encoder,
+    resolve_model_dir,
+)
 
 SAMPLE_SENTENCES = (
     "وتدخلت روسيا عسكرياً في سوريا عام 2015 لصالح الأسد .",

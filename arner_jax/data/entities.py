@@ -42,6 +42,16 @@ def layer_entities(layers: Sequence[Sequence[str]], probs: np.ndarray) -> list[t
     return sorted(found, key=lambda e: (e[1], -e[2], e[0]))  # outer before inner at the same start
 
 
+def entity_word_tags(entities: Sequence[tuple[str, int, int, float]], num_words: int) -> list[list[str]]:
+    """Wojood word tags (IOB2, outermost first, ["O"] for none) of entities (label, first, end, score)."""
+    tags: list[list[str]] = [[] for _ in range(num_words)]
+    for label, start, end, _ in sorted(entities, key=lambda e: (e[1] - e[2], e[1])):  # longest first
+        tags[start].append(f"B-{label}")
+        for w in range(start + 1, end):
+            tags[w].append(f"I-{label}")
+    return [t or ["O"] for t in tags]
+
+
 def entity_records(entities, words: Sequence[str], spans: Sequence[tuple[int, int]] | None = None,
                    text: str | None = None) -> list[dict]:
     """Records with character offsets into `text` (when spans are given) or word indices."""

@@ -1,14 +1,19 @@
 """Flax BERT-family and RoBERTa/XLM-R encoders and their Hugging Face checkpoints."""
 from arner_jax.encoders.config import CheckpointError, EncoderConfig
-from arner_jax.encoders.hf_weights import WEIGHT_TABLE, hf_to_params, params_to_hf, read_state_dict
+from arner_jax.encoders.hf_weights import (
+    WEIGHT_TABLE,
+    hf_to_params,
+    params_to_hf,
+    read_state_dict,
+)
 from arner_jax.encoders.model import Encoder
-from arner_jax.encoders.scratch import small_bert_config, train_wordpiece_tokenizer
 from arner_jax.encoders.pretrained import (
     PretrainedEncoder,
     load_pretrained_encoder,
     resolve_model_dir,
     save_pretrained_encoder,
 )
+from arner_jax.encoders.scratch import small_bert_config, train_wordpiece_tokenizer
 
 __all__ = [
     "CheckpointError",

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from arner_jax.encoders.config import EncoderConfig
 
+
 def gelu_exact(x):
     """PyTorch's exact GELU, x/2 (1 + erf(x/sqrt 2)); on CPU about 8% faster through XLA than
     jax.nn.gelu(approximate=False), which goes through erfc (measured on the FFN's backward)."""

@@ -23,7 +23,14 @@ def train_wordpiece_tokenizer(texts: Iterable[str], vocab_size: int = 4000, min_
     run builds the same one, byte for byte (see `wordpiece_vocabulary`). The result is wrapped in
     transformers' `BertTokenizerFast`, so it saves and loads like any Hugging Face tokenizer.
     """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+    )
     from transformers import BertTokenizerFast
 
     # No lowercasing or accent stripping: Arabic diacritics are kept, as in AraBERT-style vocabs.

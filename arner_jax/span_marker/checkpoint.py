@@ -16,7 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from arner_jax.encoders.config import CheckpointError, EncoderConfig
-from arner_jax.encoders.hf_weights import hf_config_dict, hf_to_params, params_to_hf, read_state_dict, write_hf_folder
+from arner_jax.encoders.hf_weights import (
+    hf_config_dict,
+    hf_to_params,
+    params_to_hf,
+    read_state_dict,
+    write_hf_folder,
+)
 
 log = logging.getLogger("arner_jax")
 MODEL_TYPE = "span-marker"

@@ -19,7 +19,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from arner_jax.encoders import EncoderConfig
-from arner_jax.families import EncodedSplit, Entity, ModelFamily, WordTags, register_family
+from arner_jax.families import (
+    EncodedSplit,
+    Entity,
+    ModelFamily,
+    WordTags,
+    register_family,
+)
 from arner_jax.span_marker import spans as S
 from arner_jax.span_marker.checkpoint import SpanConfig, add_markers, usable_length
 from arner_jax.span_marker.model import SpanMarker, SpanObjective

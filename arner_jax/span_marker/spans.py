@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from arner_jax.data.entities import entity_word_tags
 from arner_jax.data.schemes import tag_spans
 
 OUTSIDE = 0  # class id of O (SPEC 7)
@@ -256,13 +257,7 @@ def _crosses(s, e, ks, ke) -> bool:
 
 def entities_to_tags(entities: Sequence[Entity], num_words: int, labels: Sequence[str]) -> list[list[str]]:
     """Wojood word tags (IOB2, outermost first, ["O"] for none) of decoded entities."""
-    tags: list[list[str]] = [[] for _ in range(num_words)]
-    for s, e, label, _ in sorted(entities, key=lambda x: (x[0] - x[1], x[0])):  # longest first
-        name = labels[label]
-        tags[s].append(f"B-{name}")
-        for w in range(s + 1, e):
-            tags[w].append(f"I-{name}")
-    return [t or ["O"] for t in tags]
+    return entity_word_tags([(labels[label], s, e, score) for s, e, label, score in entities], num_words)
 
 
 def per_text(pieces: Sequence[Piece], rows: Sequence[Row], row_outputs: Sequence[dict], num_texts: int):

@@ -18,7 +18,7 @@ from typing import Sequence
 
 from arner_jax import run_folder
 from arner_jax.config import RunConfig
-from arner_jax.errors import exit_on_user_error
+from arner_jax.errors import ArgumentParser, exit_on_user_error
 from arner_jax.families import family_for
 from arner_jax.presets import PRESETS, get_preset
 
@@ -38,7 +38,7 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
     preset = get_preset(preset_name)
     defaults = preset.config()
     description = preset.doc.strip().splitlines()[0] if preset.doc else preset.name
-    p = argparse.ArgumentParser(prog=f"python -m experiments.{preset.name}", description=description,
+    p = ArgumentParser(prog=f"python -m experiments.{preset.name}", description=description,
                                 epilog=f"Preset {preset.name!r} (arner_jax.presets); defaults below are its "
                                        "settings.")
     p.add_argument("--output_path", help="run folder (default: a new folder under the system temp dir)")
@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
     argv = list(sys.argv[1:] if argv is None else argv)
     with exit_on_user_error():
         # --preset decides which flags exist and their defaults: read it first
-        first = argparse.ArgumentParser(add_help=False)
+        first = ArgumentParser(add_help=False)
         first.add_argument("--preset", default=preset)
         args = build_parser(first.parse_known_args(argv)[0].preset).parse_args(argv)
         given = {k: v for k, v in vars(args).items() if k not in RUN_FLAGS}

@@ -60,9 +60,9 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
         raise ValueError("a new run needs its RunConfig (config=None only resumes)")
     else:
         config = absolute_inputs(config)
-    # a resume that finds a checkpoint does not need the pretrained weights; one that finds none starts fresh
-    fresh_start = not resume or not run_folder.complete_steps(run_dir / run_folder.LATEST)
-    inputs = check_inputs(config, run_dir if resume else None, load_encoder=fresh_start)
+    # a resume with checkpoints can do without the pretrained weights; one without starts from them
+    has_checkpoints = resume and bool(run_folder.complete_steps(run_dir / run_folder.LATEST))
+    inputs = check_inputs(config, run_dir if resume else None, encoder_required=not has_checkpoints)
     if not resume and runtime.is_primary():
         run_folder.create(run_dir, overwrite)
     runtime.barrier("run folder ready")

@@ -29,7 +29,12 @@ from arner_jax.train.checkpoints import RunCheckpoints
 from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
 from arner_jax.train.prepare import PreparedRun
 from arner_jax.train.progress import Progress
-from arner_jax.train.runtime import CompileCounter, is_primary, preemption_requested, watch_preemption
+from arner_jax.train.runtime import (
+    CompileCounter,
+    is_primary,
+    preemption_requested,
+    watch_preemption,
+)
 
 log = logging.getLogger("arner_jax")
 
@@ -48,7 +53,7 @@ class LoopState:
 
     epoch: int = 0  # epochs finished
     batch: int = 0  # batches of the current epoch finished
-    step: int = 0  # micro-steps finished (optimizer updates x grad_accum)
+    step: int = 0  # optimizer updates finished
     loss_sum: float = 0.0  # the current epoch's training losses so far
     loss_count: int = 0
     best: float | None = None  # the selection metric of the kept model
@@ -73,20 +78,21 @@ class Trainer:
         self.run, cfg = run, run.config
         self.cfg = cfg
         self.train_split = run.splits["train"]
-        self.buckets = fit_buckets(self.train_split.lengths(), cfg.batch_size, run.max_length)
+        # one update takes grad_accum micro-batches of batch_size rows: batches of update_rows rows
+        self.update_rows = cfg.batch_size * cfg.grad_accum
+        self.buckets = fit_buckets(self.train_split.lengths(), self.update_rows, run.max_length)
         log.info("train length buckets %s", list(self.buckets))
         self.steps_per_epoch = len(self._plan(0))
-        self.total_updates = math.ceil(self.steps_per_epoch * cfg.max_epochs / cfg.grad_accum)
+        self.total_updates = self.steps_per_epoch * cfg.max_epochs
         self.optim = OptimConfig(lr=cfg.learning_rate(run.family.fine_tune_lr), weight_decay=cfg.weight_decay,
-                                 warmup_ratio=cfg.warmup_ratio, clip_norm=cfg.clip_norm, grad_accum=cfg.grad_accum)
-        schedule = lr_schedule(self.optim, self.total_updates)
+                                 warmup_ratio=cfg.warmup_ratio, clip_norm=cfg.clip_norm)
         objective = run.family.objective(cfg, run.labels, run.model)
-        self.bodies = StepBodies(objective, learning_rate=lambda step: schedule(step // cfg.grad_accum))
+        self.bodies = StepBodies(objective, lr_schedule(self.optim, self.total_updates), cfg.grad_accum)
         # ---------------------------------------------------------------- devices
         self.parallel = make_parallel(cfg.parallel, self.bodies, devices)
         self.parallel.check_batch_size(cfg.batch_size)
         self.parallel.check_batch_size(cfg.eval_batch, "--eval_batch_size")
-        self.rows = self.parallel.local_rows(cfg.batch_size)
+        self.rows = self.parallel.local_rows(self.update_rows)
         tx = make_optimizer(self.optim, self.total_updates)
         self.template = TrainState.create(apply_fn=run.model.apply, params=run.init_params, tx=tx)
         self.dropout_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
@@ -94,7 +100,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces
     def _plan(self, epoch: int):
-        return train_batches(self.train_split.lengths(), self.cfg.batch_size, self.cfg.seed, epoch, self.buckets)
+        return train_batches(self.train_split.lengths(), self.update_rows, self.cfg.seed, epoch, self.buckets)
 
     def _batch(self, length: int, indices) -> dict:
         return self.train_split.collate(indices[self.rows], self.rows.stop - self.rows.start, length)
@@ -162,6 +168,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ the run
     def fit(self, resume: bool = False) -> dict:
+        with watch_preemption():  # from here on SIGTERM means: save at the next step boundary, then stop
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> dict:
         run = self.run
         started = time.perf_counter()
         ckpt = RunCheckpoints(run.run_dir)
@@ -172,19 +182,22 @@ class Trainer:
             log.info("resumed from %s step %d (epoch %d, batch %d)", run_folder.LATEST, loop.step, loop.epoch + 1,
                      loop.batch)
         elif resume:
+            if self.cfg.bert_model and not run.pretrained_loaded:
+                raise run_folder.RunFolderError(f"{run.run_dir}: no checkpoint can be read and the encoder "
+                                                f"{self.cfg.bert_model} cannot be loaded to start again")
             log.info("--resume: no checkpoint to continue from; the run starts from the beginning")
         if is_primary():
             from tensorboardX import SummaryWriter
 
             self.writer = SummaryWriter(str(run.run_dir / run_folder.TENSORBOARD))
-        log.info("%s run: %d train items, %d batches of %d per epoch, %d updates, lr %.3g, %s over %d device(s)",
-                 self.cfg.kind, len(self.train_split), self.steps_per_epoch, self.cfg.batch_size, self.total_updates,
-                 self.optim.lr, self.parallel.name, self.parallel.num_devices)
+        log.info("%s run: %d train items, %d batches of %d (%d x %d micro-batches) per epoch, %d updates, lr %.3g, "
+                 "%s over %d device(s)", self.cfg.kind, len(self.train_split), self.steps_per_epoch, self.update_rows,
+                 self.cfg.grad_accum, self.cfg.batch_size, self.total_updates, self.optim.lr, self.parallel.name,
+                 self.parallel.num_devices)
         state = self.parallel.put_state(host_state)
         try:
-            with watch_preemption():
-                while not loop.done:
-                    state = self._epoch(state, loop, ckpt)
+            while not loop.done:
+                state = self._epoch(state, loop, ckpt)
             return self._finish(ckpt, loop, time.perf_counter() - started)
         finally:
             ckpt.close()

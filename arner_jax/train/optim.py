@@ -2,9 +2,9 @@
 
 Owns: AdamW with weight decay on weight matrices and embeddings only (biases and LayerNorm
 scales get none, as the reference's parameter groups), the learning-rate schedule (optional
-linear warmup, then linear decay to 0 over all updates), global-norm clipping, and gradient
-accumulation (optax.MultiSteps: the mean of k micro-batch gradients, then one update; clipping
-applies to that mean, as Hugging Face's Trainer does).
+linear warmup, then linear decay to 0 over all updates), and global-norm clipping. Gradient
+accumulation is the train step's (arner_jax.parallel.StepBodies): it hands the optimizer the
+gradient of the whole batch.
 """
 from __future__ import annotations
 
@@ -27,7 +27,6 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_ratio: float = 0.0  # fraction of all updates spent warming up linearly from 0
     clip_norm: float = 1.0  # 0 or less: no clipping
-    grad_accum: int = 1  # micro-batches per update
 
 
 def decay_mask(params) -> dict:
@@ -48,11 +47,8 @@ def lr_schedule(config: OptimConfig, total_updates: int) -> optax.Schedule:
 
 
 def make_optimizer(config: OptimConfig, total_updates: int) -> optax.GradientTransformation:
-    """Clipping then AdamW (masked decay) on the schedule, wrapped for gradient accumulation."""
+    """Clipping then AdamW (masked decay) on the schedule."""
     parts = [optax.clip_by_global_norm(config.clip_norm)] if config.clip_norm > 0 else []
     parts.append(optax.adamw(lr_schedule(config, total_updates), b1=config.b1, b2=config.b2, eps=config.eps,
                              weight_decay=config.weight_decay, mask=decay_mask))
-    tx = optax.chain(*parts)
-    if config.grad_accum > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=config.grad_accum).gradient_transformation()
-    return tx
+    return optax.chain(*parts)

@@ -22,7 +22,13 @@ from arner_jax import run_folder
 from arner_jax.config import RunConfig
 from arner_jax.data.sample import wojood_sample_paths
 from arner_jax.data.wojood import Corpus, Sentence, read_wojood, write_wojood
-from arner_jax.encoders import EncoderConfig, load_pretrained_encoder, small_bert_config, train_wordpiece_tokenizer
+from arner_jax.encoders import (
+    CheckpointError,
+    EncoderConfig,
+    load_pretrained_encoder,
+    small_bert_config,
+    train_wordpiece_tokenizer,
+)
 from arner_jax.errors import UserError
 from arner_jax.families import EncodedSplit, ModelFamily, family_for
 from arner_jax.train.runtime import barrier, is_primary
@@ -55,12 +61,15 @@ class PreparedRun:
     max_length: int
     corpora: dict[str, Corpus]
     splits: dict[str, EncodedSplit]
+    pretrained_loaded: bool = False  # init_params hold the pretrained encoder's weights
 
 
-def check_inputs(config: RunConfig, resume_dir: Path | None = None, load_encoder: bool = True) -> Inputs:
+def check_inputs(config: RunConfig, resume_dir: Path | None = None, encoder_required: bool = True) -> Inputs:
     """Read and check every input of a run (read-only). A resumed run reads its corpus from its folder.
 
-    load_encoder: load the pretrained encoder's weights (a resume that restores a checkpoint does not need them).
+    The pretrained encoder is loaded too: a fresh run starts from it, and so does a resumed run that finds no
+    readable checkpoint. `encoder_required=False` (a resume with checkpoints) tolerates an encoder that cannot
+    be loaded any more, since the checkpoint holds its trained weights.
     """
     written: dict[str, list[Sentence]] = {}
     if resume_dir is not None and (config.synthetic or config.dataset):
@@ -87,8 +96,12 @@ def check_inputs(config: RunConfig, resume_dir: Path | None = None, load_encoder
             raise UserError(f"{corpus.path}: no sentences; a {split} file needs at least one sentence "
                             "(a word per line, a blank line between sentences)")
     pretrained = None
-    if config.bert_model and load_encoder:
-        pretrained = load_pretrained_encoder(config.bert_model)
+    if config.bert_model:
+        try:
+            pretrained = load_pretrained_encoder(config.bert_model)
+        except CheckpointError:
+            if encoder_required:
+                raise
     return Inputs(corpora, written, pretrained)
 
 
@@ -140,7 +153,7 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
         splits[split] = family.encode(config, labels, tokenizer, corpus.sentences, max_length)
         log.info("%s: %s: %s", split, corpus.path, splits[split].describe())
     return PreparedRun(config, run_dir, family, labels, tokenizer, encoder, model, params, max_length, corpora,
-                       splits)
+                       splits, inputs.pretrained is not None)
 
 
 def _data_files(config: RunConfig, run_dir: Path, inputs: Inputs) -> dict[str, Path]:
