@@ -16,13 +16,15 @@ import os
 
 import jax
 
+from arner_jax.errors import UserError
+
 ADDRESS_VAR = "JAX_COORDINATOR_ADDRESS"
 COUNT_VAR = "JAX_NUM_PROCESSES"
 INDEX_VAR = "JAX_PROCESS_ID"
 MODES = ("auto", "on", "off")
 
 
-class DistributedSetupError(ValueError):
+class DistributedSetupError(UserError, ValueError):
     """The multi-process settings are incomplete or invalid (the message is one line)."""
 
 
@@ -97,6 +99,27 @@ def _multi_host_environment() -> bool:
     """A job JAX configures itself: a TPU slice of several hosts, or SLURM with several tasks."""
     slurm_tasks = os.environ.get("SLURM_NTASKS", "").strip()
     return "," in os.environ.get("TPU_WORKER_HOSTNAMES", "") or (slurm_tasks.isdigit() and int(slurm_tasks) > 1)
+
+
+def agree(named: dict[str, str]) -> None:
+    """Raise DistributedSetupError in every process, naming the entries whose values differ between processes.
+
+    Each value is hashed (64 bits) and the hashes are gathered from every process: a few bytes per entry.
+    """
+    if jax.process_count() == 1:
+        return
+    import hashlib
+
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    names = sorted(named)
+    digests = np.array([np.frombuffer(hashlib.sha256(named[n].encode()).digest()[:8], np.int32) for n in names])
+    gathered = np.asarray(multihost_utils.process_allgather(digests)).reshape(jax.process_count(), len(names), 2)
+    differ = [n for j, n in enumerate(names) if (gathered[:, j] != gathered[0, j]).any()]
+    if differ:
+        raise DistributedSetupError(f"the processes were not given the same {', '.join(differ)}; start every process "
+                                    "with the same command, data files and environment")
 
 
 def process_info() -> tuple[int, int]:

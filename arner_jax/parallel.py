@@ -212,7 +212,7 @@ class PmapParallel(DataParallel):
 
     def eval_step(self, params, batch: dict):
         pred, loss = self._eval(params, self._split(batch))
-        return jax.tree.map(lambda x: _gather_rows(np.asarray(x).reshape((-1,) + x.shape[2:])), pred), loss
+        return jax.tree.map(lambda x: _gather_rows(_local_rows(x)), pred), loss
 
 
 class ShardMapParallel(DataParallel):
@@ -257,6 +257,14 @@ class ShardMapParallel(DataParallel):
     def eval_step(self, params, batch: dict):
         pred, loss = self._eval(params, self._put_batch(batch))
         return jax.tree.map(_gather_rows, pred), loss
+
+
+def _local_rows(x) -> np.ndarray:
+    """This process's rows of a pmap output `[devices, rows, ...]`, in device order, as `[rows, ...]`."""
+    if x.is_fully_addressable:
+        return np.asarray(x).reshape((-1,) + x.shape[2:])
+    shards = sorted(x.addressable_shards, key=lambda shard: shard.index[0].start or 0)
+    return np.concatenate([np.asarray(shard.data) for shard in shards]).reshape((-1,) + x.shape[2:])
 
 
 def _gather_rows(x) -> np.ndarray:

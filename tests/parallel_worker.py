@@ -60,15 +60,20 @@ def train_and_eval(par, model, params, tx, data):
     return losses, final, pred, float(eval_loss), compiles
 
 
-def main():
+def tiny_tagger():
+    """A tiny nested tagger without dropout, its parameters and its objective (type 1 has no I- class)."""
     cfg = small_bert_config(VOCAB, hidden_size=32, num_layers=2, num_heads=2, max_positions=L).replace(
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = Tagger(cfg, T, C, dropout=0.0)
-    data = batches(4)
-    params = jax.device_get(model.init(jax.random.PRNGKey(0), data[0]["input_ids"])["params"])
+    params = jax.device_get(model.init(jax.random.PRNGKey(0), np.zeros((1, L), np.int32))["params"])
     cmask = np.ones((T, C), bool)
     cmask[1, 2] = False
-    objective = TaggerObjective(model.apply, KINDS["nested"], cmask, LossConfig(name="unified", var_penalty=5.0))
+    return model, params, TaggerObjective(model.apply, KINDS["nested"], cmask, LossConfig(name="unified"))
+
+
+def main():
+    model, params, objective = tiny_tagger()
+    data = batches(4)
     runs = {}
     for wrapper, accum, n in CONFIGS:
         par = make_parallel(wrapper, StepBodies(objective, grad_accum=accum), jax.devices()[:n])

@@ -18,13 +18,13 @@ from typing import Sequence
 
 from arner_jax import run_folder
 from arner_jax.config import RunConfig
-from arner_jax.errors import ArgumentParser, exit_on_user_error
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.families import family_for
 from arner_jax.presets import PRESETS, get_preset
 
 PREEMPTED_STATUS = 143  # 128 + SIGTERM: what a job scheduler expects of a process stopped by SIGTERM
 RUN_FLAGS = ("output_path", "overwrite", "resume", "preset", "smoke", "compilation_cache", "no_compilation_cache",
-             "distributed")
+             "distributed", "coordinator_address", "num_processes", "process_id")
 
 
 def _flag_type(field: dataclasses.Field, value):
@@ -52,7 +52,11 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
                                                "(default: ~/.cache/arner_jax/jax_compilation_cache)")
     p.add_argument("--no_compilation_cache", action="store_true", help="do not use the persistent compilation cache")
     p.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",
-                   help="multi-process JAX: when the environment is a multi-host job (auto), always, never")
+                   help="multi-process JAX: when settings are given or the environment is a multi-host job (Cloud "
+                        "TPU pod, SLURM) (auto), always (on), never (off)")
+    p.add_argument("--coordinator_address", help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS)")
+    p.add_argument("--num_processes", type=int, help="processes in the job (default: $JAX_NUM_PROCESSES)")
+    p.add_argument("--process_id", type=int, help="this process's index (default: $JAX_PROCESS_ID)")
     shown = {o for kind in preset.kinds for o in family_for(kind).options}
     hidden = {o for kind in _all_kinds() for o in family_for(kind).options} - shown
     for field in dataclasses.fields(RunConfig):
@@ -88,17 +92,18 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
         given = {k: v for k, v in vars(args).items() if k not in RUN_FLAGS}
         config = None if args.resume else get_preset(args.preset).config(args.smoke, **given)
         if args.resume and args.output_path is None:
-            from arner_jax.errors import UserError
-
             raise UserError("--resume needs the --output_path of the run to continue")
         if args.resume and given:
             print(f"--resume uses the run's saved settings; not read again: --{' --'.join(given)}", file=sys.stderr)
+        from arner_jax import distributed
         from arner_jax.train import runtime
 
-        runtime.start_processes(args.distributed)
+        distributed.initialize(args.coordinator_address, args.num_processes, args.process_id, args.distributed)
         if not args.no_compilation_cache:
             runtime.enable_compilation_cache(args.compilation_cache or runtime.default_cache_dir())
         if args.output_path is None:
+            if distributed.process_info()[1] > 1:
+                raise UserError("--output_path: needed with several processes (a folder every process can reach)")
             args.output_path = tempfile.mkdtemp(prefix=f"arner_{config.kind}_{time.strftime('%Y%m%d_%H%M%S')}_")
         from arner_jax.train.experiment import train_and_evaluate
         from arner_jax.train.loop import Preempted
@@ -110,7 +115,7 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
                   "--resume", file=sys.stderr)
             raise SystemExit(PREEMPTED_STATUS) from None
     run_dir = Path(args.output_path)
-    if runtime.is_primary():
+    if distributed.is_primary():
         print(f"\nval  micro-F1 {metrics['val']['f1']:.4f}   test micro-F1 {metrics['test']['f1']:.4f}  "
               f"({metrics['kind']}, kept epoch {metrics['best_epoch']} of {metrics['epochs_run']})")
         print(f"results in {run_dir.resolve()}: {run_folder.CONFIG}, {run_folder.METRICS}, predictions_val.txt, "

@@ -20,11 +20,11 @@ import json
 import logging
 from pathlib import Path
 
-from arner_jax import run_folder
+from arner_jax import distributed, run_folder
 from arner_jax.config import RunConfig
 from arner_jax.train import runtime
 from arner_jax.train.loop import Trainer
-from arner_jax.train.prepare import check_inputs, prepare
+from arner_jax.train.prepare import agree_across_processes, check_inputs, prepare
 
 log = logging.getLogger("arner_jax")
 
@@ -63,9 +63,10 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
     # a resume with checkpoints can do without the pretrained weights; one without starts from them
     has_checkpoints = resume and bool(run_folder.complete_steps(run_dir / run_folder.LATEST))
     inputs = check_inputs(config, run_dir if resume else None, encoder_required=not has_checkpoints)
-    if not resume and runtime.is_primary():
+    agree_across_processes(config, inputs)
+    if not resume and distributed.is_primary():
         run_folder.create(run_dir, overwrite)
-    runtime.barrier("run folder ready")
+    distributed.barrier("run folder ready")
     runtime.setup_logging(run_dir, run_folder.LOG)
     try:
         if changed:

@@ -23,6 +23,7 @@ from flax.training.train_state import TrainState
 
 from arner_jax import inference, run_folder
 from arner_jax.data.batching import fit_buckets, train_batches
+from arner_jax.distributed import is_primary
 from arner_jax.metrics import format_predictions
 from arner_jax.parallel import StepBodies, make_parallel
 from arner_jax.train.checkpoints import RunCheckpoints
@@ -31,7 +32,6 @@ from arner_jax.train.prepare import PreparedRun
 from arner_jax.train.progress import Progress
 from arner_jax.train.runtime import (
     CompileCounter,
-    is_primary,
     preemption_requested,
     watch_preemption,
 )

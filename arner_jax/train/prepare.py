@@ -18,10 +18,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from arner_jax import run_folder
+from arner_jax import distributed, run_folder
 from arner_jax.config import RunConfig
 from arner_jax.data.sample import wojood_sample_paths
 from arner_jax.data.wojood import Corpus, Sentence, read_wojood, write_wojood
+from arner_jax.distributed import barrier, is_primary
 from arner_jax.encoders import (
     CheckpointError,
     EncoderConfig,
@@ -31,7 +32,6 @@ from arner_jax.encoders import (
 )
 from arner_jax.errors import UserError
 from arner_jax.families import EncodedSplit, ModelFamily, family_for
-from arner_jax.train.runtime import barrier, is_primary
 
 log = logging.getLogger("arner_jax")
 SPLITS = run_folder.SPLITS
@@ -105,9 +105,26 @@ def check_inputs(config: RunConfig, resume_dir: Path | None = None, encoder_requ
     return Inputs(corpora, written, pretrained)
 
 
-def _scratch_tokenizer(config: RunConfig, corpora: dict[str, Corpus], family: ModelFamily):
-    texts = [" ".join(s.words) for s in corpora["train"].sentences]
-    tokenizer = train_wordpiece_tokenizer(texts, vocab_size=config.scratch_vocab_size)
+def agree_across_processes(config: RunConfig, inputs: Inputs) -> None:
+    """Stop every process, naming what differs, unless all were given the same settings and data."""
+    named = {f"--{name}": repr(value) for name, value in config.to_dict().items()}
+    for split, corpus in inputs.corpora.items():
+        named[f"the {split} data"] = "\n".join(f"{w} {' '.join(t)}" for s in corpus.sentences
+                                               for w, t in zip(s.words, s.tags))
+    distributed.agree(named)
+
+
+def _scratch_tokenizer(config: RunConfig, corpora: dict[str, Corpus], family: ModelFamily, run_dir: Path):
+    """A WordPiece tokenizer trained on the training split: by process 0, which saves it; the others load it."""
+    from transformers import AutoTokenizer
+
+    if is_primary():
+        texts = [" ".join(s.words) for s in corpora["train"].sentences]
+        tokenizer = train_wordpiece_tokenizer(texts, vocab_size=config.scratch_vocab_size)
+        tokenizer.save_pretrained(str(run_dir / run_folder.TOKENIZER))
+    barrier("scratch tokenizer saved")
+    if not is_primary():
+        tokenizer = AutoTokenizer.from_pretrained(str(run_dir / run_folder.TOKENIZER))
     family.prepare_tokenizer(tokenizer)
     encoder = small_bert_config(len(tokenizer), config.scratch_hidden_size, config.scratch_layers,
                                 config.scratch_heads)
@@ -133,9 +150,10 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
             encoder = inputs.pretrained.config
             log.info("encoder %s from %s", config.bert_model, inputs.pretrained.model_dir)
         else:
-            tokenizer, encoder = _scratch_tokenizer(config, corpora, family)
+            tokenizer, encoder = _scratch_tokenizer(config, corpora, family, run_dir)
         encoder = family.encoder_config(encoder, tokenizer)
         labels = family.label_space(config, list(corpora.values()))
+    distributed.agree({"the tokenizer": tokenizer.backend_tokenizer.to_str()})
     for corpus in corpora.values():
         family.check_corpus(config, labels, corpus)
     _warn_untrained_types(corpora)

@@ -1,8 +1,9 @@
-"""The process around a run: compilation cache, logs, compilation counts, barriers, preemption.
+"""The process around a run: compilation cache, logs, compilation counts, preemption.
 
 Owns: the JAX persistent compilation cache (on by default, in the user cache folder); the logger
-writing `train.log` (primary process only); counting XLA compilations; waiting for every
-process; and noticing SIGTERM (preemption) so that the loop can save and stop at a step boundary.
+writing `train.log` (primary process only); counting XLA compilations; and noticing SIGTERM
+(preemption) so that the loop can save and stop at a step boundary. Starting several processes,
+barriers and "am I process 0" are arner_jax.distributed's.
 """
 from __future__ import annotations
 
@@ -16,20 +17,9 @@ from typing import Iterator
 
 import jax
 
+from arner_jax.distributed import is_primary
+
 log = logging.getLogger("arner_jax")
-
-
-def start_processes(mode: str = "auto") -> None:
-    """Start multi-process JAX when asked ("on") or when the environment is a multi-host job."""
-    if mode == "off":
-        return
-    multi = (
-        bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
-        or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
-        or int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1
-    )
-    if mode == "on" or multi:
-        jax.distributed.initialize()
 
 
 def default_cache_dir() -> Path:
@@ -48,10 +38,6 @@ def enable_compilation_cache(folder: str | Path | None) -> Path | None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     return folder
-
-
-def is_primary() -> bool:
-    return jax.process_index() == 0
 
 
 def setup_logging(run_dir: Path, filename: str) -> None:
@@ -107,14 +93,6 @@ class CompileCounter:
     def __exit__(self, *exc) -> None:
         jax.monitoring.unregister_event_duration_listener(self._on_duration)
         jax.monitoring.unregister_event_listener(self._on_event)
-
-
-def barrier(name: str) -> None:
-    """Wait for every process (a no-op in a single-process run)."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(name)
 
 
 # ---------------------------------------------------------------------- preemption

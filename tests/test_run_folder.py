@@ -1,0 +1,92 @@
+"""The run folder: format-1 folders still load and predict identically, loading is read-only, a moved
+folder loads, and the folder rules of training (new, refused, overwritten)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arner_jax import run_folder
+from tests.conftest import REPO
+
+FORMAT1 = REPO / "tests" / "fixtures" / "format1"
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under `folder` with its size and modification time."""
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_format1_tagger_run_predicts_what_that_version_predicted(tmp_path):
+    from arner_jax.predict import NERTagger
+
+    run = tmp_path / "nested"
+    shutil.copytree(FORMAT1 / "nested", run)
+    before = snapshot(run)
+    expected = json.loads((run / "expected.json").read_text())
+    tagger = NERTagger.from_pretrained(run, with_logits=True)
+    assert tagger.predict(expected["texts"]) == expected["predict_text"]
+    assert tagger.predict(expected["words"], is_split_into_words=True) == expected["predict_words"]
+    assert tagger.word_tags(expected["words"]) == expected["word_tags"]
+    split, outputs = tagger.outputs(expected["words"])
+    for old, new in zip(expected["word_logits"], split.per_word(outputs)):
+        np.testing.assert_allclose(new["logits"], old, atol=1e-5)
+    assert snapshot(run) == before  # nothing created, changed or cleaned
+
+
+def test_format1_span_run_predicts_what_that_version_predicted(tmp_path):
+    from arner_jax.span_marker import SpanMarkerModel
+
+    run = tmp_path / "span"
+    shutil.copytree(FORMAT1 / "span_nested", run)
+    before = snapshot(run)
+    expected = json.loads((run / "expected.json").read_text())
+    model = SpanMarkerModel.from_pretrained(run)
+    assert model.predict(expected["texts"]) == expected["predict_text"]
+    assert model.predict(expected["words"]) == expected["predict_words"]
+    assert model.predict(expected["texts"], nested=True) == expected["nested"]
+    for (spans, logits), (got_spans, got) in zip(expected["span_logits"], model.span_logits(expected["words"])):
+        np.testing.assert_array_equal(got_spans, spans)
+        np.testing.assert_allclose(got, logits, atol=1e-5)
+    assert snapshot(run) == before
+
+
+def test_loading_and_predicting_write_nothing_and_a_moved_run_loads(nested_run, tmp_path):
+    from arner_jax.predict import NERTagger
+
+    before = snapshot(nested_run)
+    first = NERTagger.from_pretrained(nested_run).predict("مجلس الأمن في نابلس")
+    assert snapshot(nested_run) == before
+    moved = tmp_path / "moved"
+    shutil.copytree(nested_run, moved)
+    record = run_folder.read_run(moved)
+    assert record.data["test"] == moved / "data" / "test.txt"  # files inside the folder move with it
+    assert NERTagger.from_pretrained(moved).predict("مجلس الأمن في نابلس") == first
+
+
+def test_folder_rules_of_a_new_run(tmp_path):
+    run_folder.check_output(tmp_path / "new", overwrite=False, resume=False)  # missing: fine
+    (tmp_path / "empty").mkdir()
+    run_folder.check_output(tmp_path / "empty", overwrite=False, resume=False)  # empty: fine
+    made = run_folder.create(tmp_path / "made", overwrite=False)
+    assert run_folder.is_run_folder(made) and [p.name for p in made.iterdir()] == [run_folder.MARKER]
+    (made / "train.log").write_text("a run's file")
+    with pytest.raises(run_folder.RunFolderError, match="not empty"):
+        run_folder.check_output(made, overwrite=False, resume=False)
+    run_folder.check_output(made, overwrite=True, resume=False)
+    assert [p.name for p in run_folder.create(made, overwrite=True).iterdir()] == [run_folder.MARKER]
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(run_folder.RunFolderError, match="is a file"):
+        run_folder.check_output(tmp_path / "file", overwrite=False, resume=False)
+    with pytest.raises(run_folder.RunFolderError, match="saved its settings"):
+        run_folder.check_output(made, overwrite=False, resume=True)
+
+
+def test_atomic_writes_leave_no_temporary_file(tmp_path):
+    run_folder.atomic_write_json(tmp_path / "metrics.json", {"f1": 0.5})
+    run_folder.atomic_write_json(tmp_path / "metrics.json", {"f1": 0.6})
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"f1": 0.6}
