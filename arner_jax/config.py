@@ -149,14 +149,14 @@ class RunConfig:
             return self.lr
         return fine_tune_lr if self.bert_model else SCRATCH_LR
 
-    def replace(self, **changes: Any) -> "RunConfig":
+    def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
         """A RunConfig from a dict (unknown keys, e.g. of a newer version, are ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})

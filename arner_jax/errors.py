@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from typing import Iterator, NoReturn
+from collections.abc import Iterator
+from typing import NoReturn
 
 
 class UserError(Exception):

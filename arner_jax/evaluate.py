@@ -11,8 +11,8 @@ predictions.txt and metrics.json into a folder of its own.
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from arner_jax import inference
 from arner_jax.data.wojood import read_wojood

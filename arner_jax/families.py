@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import abc
 import importlib
-from typing import Any, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -31,7 +32,7 @@ _BUILTIN = {
     "nested": "arner_jax.tagger", "flat": "arner_jax.tagger", "mtn": "arner_jax.tagger",
     "span_flat": "arner_jax.span_marker.family", "span_nested": "arner_jax.span_marker.family",
 }
-_REGISTRY: dict[str, "ModelFamily"] = {}
+_REGISTRY: dict[str, ModelFamily] = {}
 
 
 class Objective(Protocol):
@@ -131,7 +132,7 @@ class ModelFamily(abc.ABC):
         return False
 
     # ------------------------------------------------------------------ tokenizer, encoder, model
-    def prepare_tokenizer(self, tokenizer: Any) -> None:
+    def prepare_tokenizer(self, tokenizer: Any) -> None:  # noqa: B027 - optional, most families add nothing
         """Add what the family needs to a tokenizer (e.g. marker tokens); called before training and loading."""
 
     def encoder_config(self, encoder: Any, tokenizer: Any) -> Any:

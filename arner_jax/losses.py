@@ -11,7 +11,7 @@ loss-variance penalty. Everything is float32, whatever the model's compute dtype
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp

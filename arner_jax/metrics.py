@@ -9,9 +9,9 @@ reading/writing `predictions.txt`. Runs on the host.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

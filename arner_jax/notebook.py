@@ -14,8 +14,8 @@ import html
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from arner_jax.data.sample import SPLITS
 
@@ -105,8 +105,8 @@ def fetch_wojood(dest: str | Path, source: str = "sample") -> dict[str, Path]:
         origin = {split: folder / f"{split}.txt" for split in SPLITS}
     missing = [str(p) for p in origin.values() if not p.is_file()]
     if missing:
-        raise FileNotFoundError(f"missing {', '.join(missing)}: the data needs train.txt, val.txt and test.txt "
-                                "in the Wojood layout (SPEC 2)")
+        raise FileNotFoundError(f"missing {', '.join(missing)}: the data needs train.txt, val.txt and test.txt in the "
+                                "Wojood layout (a word and its IOB2 tags per line, a blank line between sentences)")
     for split, path in origin.items():
         corpus = read_wojood(path)  # a WojoodFormatError names the file (the user's own) and the line
         print(f"{split}: {path} ({len(corpus.sentences)} sentences)")

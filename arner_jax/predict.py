@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from arner_jax import inference
 from arner_jax.data.entities import entity_records, entity_word_tags, split_words
@@ -48,7 +48,7 @@ class NERTagger:
 
     @classmethod
     def from_pretrained(cls, run_dir: str | Path, dtype: str | None = None, batch_size: int | None = None,
-                        with_logits: bool = False) -> "NERTagger":
+                        with_logits: bool = False) -> NERTagger:
         """The kept model of a run folder (read-only). with_logits: also keep raw logits (parity checks)."""
         return cls(load_run(run_dir, dtype), batch_size, with_logits)
 

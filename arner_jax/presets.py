@@ -10,7 +10,8 @@ synthetic corpus at a few hundred sentences and one epoch, for tests, notebooks 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from arner_jax.config import RunConfig
 

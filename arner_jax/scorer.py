@@ -16,8 +16,8 @@ predicted entity is correct when gold has the same triple.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Sequence
 
 import numpy as np
 

@@ -16,7 +16,8 @@ steps (SPEC 4 losses from additive statistics), and `TaggerFamily`, registered f
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -108,7 +108,8 @@ def accumulated_gradient_difference(model, params, objective, batch) -> dict:
     whole, whole_loss = grads[(1, 1)]
     for (accum, n), (g, loss) in grads.items():
         out[f"accum{accum}/{n}"] = {
-            "max_grad_diff": max(float(np.abs(a - b).max()) for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(whole))),
+            "max_grad_diff": max(float(np.abs(a - b).max())
+                                 for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(whole))),
             "largest_grad": max(float(np.abs(a).max()) for a in jax.tree.leaves(whole)),
             "loss_diff": abs(loss - whole_loss)}
     return out
@@ -163,8 +164,8 @@ def span_runs():
     report = {}
     base = runs["span/pmap/1"]
     for name, (_, _, pred, _, _) in runs.items():
-        report[name] = compare(runs[name], base, params, bool((pred["label"] == base[2]["label"]).all()
-                                                              and np.allclose(pred["score"], base[2]["score"], atol=1e-5)))
+        same = (pred["label"] == base[2]["label"]).all() and np.allclose(pred["score"], base[2]["score"], atol=1e-5)
+        report[name] = compare(runs[name], base, params, bool(same))
     return report
 
 

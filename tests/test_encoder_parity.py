@@ -147,7 +147,7 @@ def test_sharded_safetensors_and_legacy_names(tmp_path):
     weight_map = {}
     for file, keys in shards.items():
         save_file({k: renamed[k] for k in keys}, str(tmp_path / file))
-        weight_map.update({k: file for k in keys})
+        weight_map.update(dict.fromkeys(keys, file))
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     ours = load_pretrained_encoder(tmp_path)
     ids, mask = batch("bert")

@@ -70,7 +70,8 @@ def test_two_process_run_equals_one_process_with_two_devices(parallel, tmp_path)
     metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert metrics["timing"]["devices"] == 2 and metrics["val"]["gold_entities"] > 0
     for name in ("tokenizer.json", "vocab.txt"):
-        assert (tmp_path / "two" / "tokenizer" / name).read_bytes() == (tmp_path / "one" / "tokenizer" / name).read_bytes()
+        one, two = (tmp_path / run / "tokenizer" / name for run in ("one", "two"))
+        assert two.read_bytes() == one.read_bytes()
 
 
 @pytest.mark.slow

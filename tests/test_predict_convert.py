@@ -89,7 +89,8 @@ def test_batched_equals_one_at_a_time_and_edge_inputs(nested_tagger):
     words = texts[1].split()
     by_words = nested_tagger.predict(words, is_split_into_words=True)
     assert all(" ".join(words[r["start"]:r["end"]]) == r["text"] for r in by_words)
-    assert [(r["label"], r["text"]) for r in by_words] == [(r["label"], " ".join(r["text"].split())) for r in batched[1]]
+    by_text = [(r["label"], " ".join(r["text"].split())) for r in batched[1]]
+    assert [(r["label"], r["text"]) for r in by_words] == by_text
 
 
 def test_long_text_is_windowed_not_cut(nested_tagger):

@@ -85,7 +85,6 @@ def test_nested_tagger_trains_like_pytorch(tmp_path):
         sched.step()
         torch_losses.append(float(loss.detach()))
 
-    print("losses", jax_losses, "max relative difference", np.max(np.abs(np.subtract(jax_losses, torch_losses)) / np.abs(torch_losses)))
     np.testing.assert_allclose(jax_losses, torch_losses, rtol=1e-4)
     assert len(set(np.round(jax_losses, 3))) == STEPS  # the steps really change the model
     final = parallel.get_state(state).params

@@ -48,7 +48,7 @@ def test_bad_lines_name_file_and_line(text, line, needle):
 
 def test_non_utf8_names_the_line(tmp_path):
     path = tmp_path / "latin.txt"
-    path.write_bytes("a O\nb O\n".encode() + b"caf\xe9 O\n")
+    path.write_bytes(b"a O\nb O\n" + b"caf\xe9 O\n")
     with pytest.raises(WojoodFormatError, match=r"latin.txt:3: not UTF-8 \(byte 0xe9\)"):
         read_wojood(path)
 

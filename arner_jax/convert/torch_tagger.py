@@ -14,8 +14,8 @@ safetensors and numpy; never JAX.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ class TorchTagger(torch.nn.Module):
         self.register_buffer("class_mask", torch.tensor(vocab.class_mask()))
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path) -> "TorchTagger":
+    def from_pretrained(cls, folder: str | Path) -> TorchTagger:
         from safetensors.torch import load_file
         from transformers import AutoModel, AutoTokenizer
 

@@ -9,7 +9,7 @@ most context on both sides. No word is ever dropped from training or scoring.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

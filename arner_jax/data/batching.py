@@ -11,7 +11,7 @@ whose masks are zero. Items are anything with a token length; batches are dicts 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -9,7 +9,7 @@ each tag layer with the lenient (conlleval-like) chunking the Wojood metric uses
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

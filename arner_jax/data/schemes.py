@@ -8,7 +8,7 @@ open an entity; `I-`, `E-` and `L-` continue the open entity of the same type or
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 PREFIXES = frozenset("BIESLU")
 

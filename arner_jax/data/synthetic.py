@@ -61,7 +61,8 @@ class _Gen:
         if self.rng.random() < 0.5:  # an organisation named after a place: ORG holding GPE
             return _ent("ORG", _plain(self.pick(ORG_OF_PLACE)), self.gpe())
         if self.rng.random() < 0.3:  # with a nationality: ORG holding NORP
-            return _ent("ORG", _plain(self.pick(["وزارة الصحة", "الجامعة", "الحكومة"])), _ent("NORP", _plain(self.pick(NORP))))
+            head = _plain(self.pick(["وزارة الصحة", "الجامعة", "الحكومة"]))
+            return _ent("ORG", head, _ent("NORP", _plain(self.pick(NORP))))
         return _ent("ORG", _plain(self.pick(ORG_PLAIN)))
 
     def occ(self) -> Part:  # OCC holding ORG holding GPE, as in "رئيس بلدية نابلس"

@@ -25,7 +25,7 @@ class LabelVocab:
 
     # ---------------------------------------------------------------- building
     @classmethod
-    def from_corpus(cls, corpus: Corpus) -> "LabelVocab":
+    def from_corpus(cls, corpus: Corpus) -> LabelVocab:
         types = corpus.types
         seen = {t: {"O"} for t in types}
         for s in corpus.sentences:
@@ -70,10 +70,10 @@ class LabelVocab:
         Path(path).write_text(json.dumps(self.to_json(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
     @classmethod
-    def from_json(cls, raw: dict) -> "LabelVocab":
+    def from_json(cls, raw: dict) -> LabelVocab:
         types = tuple(raw["types"])
         return cls(types, tuple(tuple(raw["type_classes"][t]) for t in types))
 
     @classmethod
-    def load(cls, path: str | Path) -> "LabelVocab":
+    def load(cls, path: str | Path) -> LabelVocab:
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))

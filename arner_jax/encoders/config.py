@@ -65,7 +65,7 @@ class EncoderConfig:
         return self.max_position_embeddings
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config.json") -> "EncoderConfig":
+    def from_dict(cls, raw: dict[str, Any], source: str = "config.json") -> EncoderConfig:
         model_type = raw.get("model_type")
         if model_type not in FAMILIES:
             archs = raw.get("architectures")
@@ -94,7 +94,7 @@ class EncoderConfig:
         return cls(**known, extra=extra)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "EncoderConfig":
+    def from_file(cls, path: str | Path) -> EncoderConfig:
         path = Path(path)
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -104,7 +104,7 @@ class EncoderConfig:
             raise CheckpointError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}.") from None
         return cls.from_dict(raw, source=str(path))
 
-    def replace(self, **changes) -> "EncoderConfig":
+    def replace(self, **changes) -> EncoderConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import jax
 import jax.numpy as jnp

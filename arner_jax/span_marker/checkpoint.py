@@ -44,7 +44,7 @@ class SpanConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "SpanConfig":
+    def from_dict(cls, raw: dict) -> SpanConfig:
         return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
 
 
@@ -107,7 +107,8 @@ def read_span_marker(folder: str | Path) -> LoadedSpanMarker:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise CheckpointError(f"{folder}: no config.json; pass a folder written by SpanMarker's save_pretrained.") from None
+        raise CheckpointError(f"{folder}: no config.json; pass a folder written by SpanMarker's "
+                              "save_pretrained.") from None
     if raw.get("model_type") != MODEL_TYPE:
         raise CheckpointError(f"{path}: model_type is {raw.get('model_type')!r}, not {MODEL_TYPE!r}.")
     if "encoder" not in raw:

@@ -13,7 +13,7 @@ candidates), the marker tokens added to the tokenizer and the embeddings grown f
 from __future__ import annotations
 
 import logging
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np

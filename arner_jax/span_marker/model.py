@@ -19,7 +19,8 @@ permutation-equivariant), which is why this layout gives SpanMarker's numbers.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import flax.linen as nn
 import jax

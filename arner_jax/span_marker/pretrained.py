@@ -11,8 +11,8 @@ runs through the inference driver and the data-parallel eval step, as evaluation
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +60,7 @@ class SpanMarkerModel:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str | None = None, batch_size: int = 16,
-                        truncate: bool = False) -> "SpanMarkerModel":
+                        truncate: bool = False) -> SpanMarkerModel:
         """Load a PyTorch SpanMarker checkpoint folder, or the kept model of one of our span runs."""
         path = Path(path)
         if is_span_marker_folder(path):

@@ -16,7 +16,7 @@ Owns (numpy only; SPEC 7):
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -13,8 +13,8 @@ import dataclasses
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from arner_jax import run_folder
 from arner_jax.config import RunConfig

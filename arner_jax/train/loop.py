@@ -39,7 +39,7 @@ from arner_jax.train.runtime import (
 log = logging.getLogger("arner_jax")
 
 
-class Preempted(Exception):
+class Preempted(Exception):  # noqa: N818 - a stop on request, not an error
     """The run was asked to stop (SIGTERM) and saved a resumable checkpoint at `step`."""
 
     def __init__(self, step: int, epoch: int):
@@ -68,7 +68,7 @@ class LoopState:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict) -> "LoopState":
+    def from_dict(cls, raw: dict) -> LoopState:
         return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
 
 

@@ -12,8 +12,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import jax
 
@@ -85,7 +85,7 @@ class CompileCounter:
         if event == self.CACHE_HIT:
             self.cache_hits += 1
 
-    def __enter__(self) -> "CompileCounter":
+    def __enter__(self) -> CompileCounter:
         jax.monitoring.register_event_duration_secs_listener(self._on_duration)
         jax.monitoring.register_event_listener(self._on_event)
         return self
