@@ -26,7 +26,7 @@ EXTRAS = {
     "torch": TORCH,
     "notebook": NOTEBOOK,
     # The tests execute the notebooks (nbclient, a Python kernel).
-    "test": TORCH + NOTEBOOK + ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25"],
+    "test": TORCH + NOTEBOOK + ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "ruff>=0.6"],
     # TPU VM / Colab TPU: the TPU build of JAX.
     "tpu": ["jax[tpu]"],
     # NVIDIA GPU hosts (CUDA 12 wheels; use jax[cuda13] on CUDA 13 drivers).

@@ -24,8 +24,8 @@ def test_second_epoch_compiles_nothing_new_and_run_folder(tiny_bert, tmp_path):
     out = tmp_path / "run"
     metrics = train_run(out, "wojood_nested", *tiny(tiny_bert, "--max_epochs", "2", "--patience", "5"))
     epochs = metrics["timing"]["epochs"]
-    assert epochs[0]["compilations"] > 0  # the counter sees compilations at all
-    assert epochs[1]["compilations"] == 0
+    assert epochs[0]["compilations"] > 0  # the counter sees compilations at all (this run has no cache)
+    assert epochs[1]["compilations"] == 0 and epochs[1]["compilation_cache_hits"] == 0
     names = {p.name for p in out.iterdir()}
     assert {".arner_jax_run", "config.json", "vocab.json", "tokenizer", "checkpoints", "metrics.json", "train.log",
             "tensorboard", "predictions_val.txt", "predictions_test.txt", "data"} <= names
@@ -81,3 +81,16 @@ def test_training_entry_points_in_a_process(module, tmp_path):
                           "--no_compilation_cache"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "test micro-F1" in out.stdout and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_two_identical_runs_give_identical_metrics_and_the_second_compiles_almost_nothing(tmp_path):
+    """Same seed and data, the from-scratch tokenizer included: the same metrics.json (timings aside), and the
+    second run loads its programs from the persistent compilation cache instead of compiling them."""
+    cache = tmp_path / "cache"
+    first = train_run(tmp_path / "one", "wojood_nested", "--smoke", "--max_epochs", "2", cache=cache)
+    second = train_run(tmp_path / "two", "wojood_nested", "--smoke", "--max_epochs", "2", cache=cache)
+    assert {k: v for k, v in first.items() if k != "timing"} == {k: v for k, v in second.items() if k != "timing"}
+    compiled = [sum(e["compilations"] for e in m["timing"]["epochs"]) for m in (first, second)]
+    assert compiled[0] > 0 and compiled[1] <= 0.1 * compiled[0], compiled
+    assert (tmp_path / "one" / "tokenizer" / "tokenizer.json").read_bytes() == \
+        (tmp_path / "two" / "tokenizer" / "tokenizer.json").read_bytes()
