@@ -159,11 +159,11 @@ class TaggerSplit(EncodedSplit):
     """Sentences as tagger windows (one per sentence, overlapping windows for long ones)."""
 
     def __init__(self, sentences, windows: list[Window], spec: KindSpec, vocab: LabelVocab, pad_id: int,
-                 reference_labels: bool = False):
+                 reference_labels: bool = False, stats: AlignStats | None = None):
         super().__init__(sentences)
         self.windows, self.spec, self.vocab = windows, spec, vocab
         self.pad_id, self.reference_labels = pad_id, reference_labels
-        self.stats = AlignStats()
+        self.stats = stats or AlignStats()
 
     def lengths(self) -> list[int]:
         return [len(w) for w in self.windows]
@@ -240,10 +240,8 @@ class TaggerFamily(ModelFamily):
     def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> TaggerSplit:
         spec = KINDS[config.kind]
         windows, stats = encode_sentences(sentences, tokenizer, labels, spec.layout, max_length)
-        split = TaggerSplit(sentences, windows, spec, labels, int(tokenizer.pad_token_id),
-                            config.reference_labels and labelled)
-        split.stats = stats
-        return split
+        return TaggerSplit(sentences, windows, spec, labels, int(tokenizer.pad_token_id),
+                           config.reference_labels and labelled, stats)
 
 
 register_family(TaggerFamily())

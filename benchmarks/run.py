@@ -19,8 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from arner_jax.parallel import PmapParallel, ShardMapParallel, StepBodies
 from arner_jax.train.optim import OptimConfig, make_optimizer
 from arner_jax.train.runtime import CompileCounter
 from benchmarks import torch_reference as ref
+from benchmarks.machine import describe, machine
 
 SIZES = {"small": (128, 2, 2), "base": (768, 12, 12)}  # hidden, layers, heads (FFN = 4 x hidden)
 BATCH = 16
@@ -288,9 +289,13 @@ def bench_flops(s: Setup, repeats: int) -> dict:
             "achieved_flops_per_s": achieved, "share_of_matmul_rate": achieved / peak, "batch_shape": [BATCH, 64]}
 
 
-def machine() -> dict:
-    return {"platform": platform.platform(), "cpus": os.cpu_count(), "device": str(jax.devices()[0]),
-            "jax": jax.__version__, "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+ISA_LIMITS = {  # what each framework is told to use, to measure an AVX2-only machine on a newer one
+    "avx2": {"XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+}
+RESULTS = Path(__file__).resolve().parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
+TABLE_START = "<!-- speed-table: made by `python -m benchmarks.run --all`; do not edit -->"
+TABLE_END = "<!-- /speed-table -->"
 
 
 def main(argv=None):
@@ -301,22 +306,54 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=8, help="train steps per timed repetition (train_step)")
     p.add_argument("--only", nargs="*", default=["train_step", "epoch", "inference", "compile", "flops"])
     p.add_argument("--torch_compile", action="store_true", help="also time torch.compile (slow to compile on CPU)")
+    p.add_argument("--isa", choices=["native", *ISA_LIMITS], default="native",
+                   help="limit both frameworks to an instruction set (avx2: measure an AVX2-only CPU)")
+    p.add_argument("--all", action="store_true", help="every figure (torch.compile included); write "
+                   "benchmarks/results/cpu_<size>[_<isa>].json and regenerate the README's speed table")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
+    limits = ISA_LIMITS.get(args.isa, {})
+    if any(os.environ.get(k) != v for k, v in limits.items()):  # the limits must be set before JAX and torch load
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks.run", *(argv or sys.argv[1:])],
+                  {**os.environ, **limits})
+    if args.all:
+        args.torch_compile = True
+        args.only = ["train_step", "epoch", "inference", "compile", "flops"]
+        args.out = args.out or RESULTS / f"cpu_{args.size}{'' if args.isa == 'native' else '_' + args.isa}.json"
     s = Setup(args.data, args.size)
     # --out of an earlier run with the same size: its other figures are kept, these replaced
     earlier = json.loads(args.out.read_text()) if args.out and args.out.exists() else {}
-    report = earlier if earlier.get("size") == args.size else {}
-    report.update({"size": args.size, "machine": machine(), "repeats": args.repeats})
+    report = earlier if earlier.get("size") == args.size and earlier.get("isa_limit") == args.isa else {}
+    report.update({"size": args.size, "isa_limit": args.isa, "repeats": args.repeats,
+                   "machine": {**machine("jax", "jaxlib", "flax", "optax", "torch", "transformers", "numpy"),
+                               "torch_threads": torch.get_num_threads()}})
     benches = {"train_step": lambda: bench_train_step(s, args.repeats, args.steps, args.torch_compile),
                "epoch": lambda: bench_epoch(s, args.repeats), "inference": lambda: bench_inference(s, args.repeats),
                "compile": lambda: bench_compile(s), "flops": lambda: bench_flops(s, args.repeats)}
     for name in args.only:
         report[name] = benches[name]()
         print(name, json.dumps(report[name], indent=None, default=float)[:600], flush=True)
+    print(describe(report["machine"]))
     print(table(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    if args.all:
+        write_readme_table()
+
+
+def write_readme_table() -> None:
+    """Replace the README's speed table with the figures of every benchmarks/results/cpu_*.json."""
+    reports = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("cpu_*.json"))]
+    parts = []
+    for r in reports:
+        if "machine" in r and "isa" in r["machine"]:
+            limit = "" if r.get("isa_limit", "native") == "native" else f", limited to {r['isa_limit'].upper()}"
+            parts.append(f"{r['size']} size{limit}: {describe(r['machine'])}\n\n{table(r)}\n")
+    text = README.read_text(encoding="utf-8")
+    if TABLE_START in text and TABLE_END in text:
+        head, rest = text.split(TABLE_START, 1)
+        text = head + TABLE_START + "\n" + "\n".join(parts) + rest[rest.index(TABLE_END):]
+        README.write_text(text, encoding="utf-8")
 
 
 def table(r: dict) -> str:

@@ -26,4 +26,5 @@ def test_scorer_benchmark_smoke(tmp_path):
     report = scorer.main(["--data", str(shared_path("data", "wojood_sample")), "--sentences", "40", "--repeats", "1",
                           "--out", str(out)])
     assert report["sentences"] == 40 and report["nested"]["identical"] and report["flat"]["identical"]
-    assert json.loads(out.read_text())["machine"]["seqeval"] == "1.2.2"
+    machine = json.loads(out.read_text())["machine"]
+    assert machine["versions"]["seqeval"] == "1.2.2" and machine["cpu"] and "isa" in machine
