@@ -373,6 +373,11 @@ def table(rows: list[dict], size: Size, report: dict) -> str:
     return "\n".join(lines)
 
 
+def write(path: Path, report: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, default=str) + "\n")
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", choices=sorted(SIZES), default="base")
@@ -394,6 +399,7 @@ def main(argv=None) -> dict:
                               "variants": {}, "errors": {}, "skipped": []}
     print(json.dumps(report["machine"], indent=1), flush=True)
     batches = synthetic_batches(size)
+    json_path = Path(os.environ["OUT"]) / "gpu.json" if os.environ.get("OUT") else args.out
 
     def phase(name: str, need_key: str, fn: Callable[[], Any], variant: str | None = None) -> None:
         need = size.seconds.get(need_key, 0)
@@ -403,13 +409,15 @@ def main(argv=None) -> dict:
             return
         start = time.perf_counter()
         try:
-            out = fn()
-            (report["variants"] if variant else report["phases"])[variant or name] = out
-            print(f"[{name}] {json.dumps(out, default=str)[:400]}", flush=True)
+            result = fn()
+            (report["variants"] if variant else report["phases"])[variant or name] = result
+            print(f"[{name}] {json.dumps(result, default=str)[:400]}", flush=True)
         except Exception as err:  # noqa: BLE001 - one failing phase must not lose the others
             report["errors"][name] = f"{type(err).__name__}: {err}"[:2000]
             print(f"[{name}] failed:\n{traceback.format_exc()[-3000:]}", flush=True)
         print(f"[{name}] {time.perf_counter() - start:.1f} s, {budget.left():.0f} s of the budget left", flush=True)
+        if json_path:  # after every phase: a later phase that kills the process loses only itself
+            write(json_path, report)
 
     def ours_cudnn():
         try:
@@ -439,13 +447,10 @@ def main(argv=None) -> dict:
                 phase(f"ours_remat_{remat}", "ours",
                       lambda r=remat: ours(size, batches, "auto", r, args.warmup, args.steps, budget),
                       f"ours auto remat={remat}")
-    rows = summarize(report, size)
-    report["summary"] = rows
-    out = Path(os.environ["OUT"]) / "gpu.json" if os.environ.get("OUT") else args.out
-    if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1, default=str) + "\n")
-        print(f"report written to {out}")
+    report["summary"] = rows = summarize(report, size)
+    if json_path:
+        write(json_path, report)
+        print(f"report written to {json_path}")
     if report["errors"]:
         print("errors: " + "; ".join(f"{k}: {v[:200]}" for k, v in report["errors"].items()))
     print(table(rows, size, report), flush=True)
