@@ -244,19 +244,29 @@ class ShardMapParallel(DataParallel):
     def put_params(self, params):
         return jax.device_put(params, self._replicated)
 
-    def _put_batch(self, batch: dict) -> dict:
+    def put_batch(self, batch: dict) -> dict:
+        """This process's rows of a global batch as global arrays split over the mesh (the device entries)."""
         return {k: jax.make_array_from_process_local_data(self._rows, v)
                 for k, v in _device_batch(batch, self.batch_keys).items()}
 
     def train_step(self, state, batch: dict, key):
-        return self._train(state, self._put_batch(batch), jax.device_put(key, self._replicated))
+        return self._train(state, self.put_batch(batch), self.put_key(key))
+
+    def put_key(self, key):
+        """A key replicated over the mesh."""
+        return jax.device_put(key, self._replicated)
 
     def compiled_train_step(self, state, batch: dict, key):
         """The compiled train program of this batch's shape (for XLA's cost and memory analysis)."""
-        return self._train.lower(state, self._put_batch(batch), jax.device_put(key, self._replicated)).compile()
+        return self._train.lower(state, self.put_batch(batch), self.put_key(key)).compile()
+
+    @property
+    def train_program(self):
+        """The jitted train step on global arrays, to lower from shapes alone (`.lower(state, batch, key)`)."""
+        return self._train
 
     def eval_step(self, params, batch: dict):
-        pred, loss = self._eval(params, self._put_batch(batch))
+        pred, loss = self._eval(params, self.put_batch(batch))
         return jax.tree.map(_gather_rows, pred), loss
 
 

@@ -75,11 +75,13 @@ class Tagger(nn.Module):
     num_classes: int
     dropout: float = 0.1  # before the heads, as the reference's BertSeqTagger
     dtype: Any = jnp.float32
+    attention: str = "auto"  # the encoder's attention implementation (encoders.model.ATTENTION_IMPLEMENTATIONS)
+    remat: str = "none"  # the encoder's per-layer rematerialisation (encoders.model.REMAT_POLICIES)
 
     @nn.compact
     def __call__(self, input_ids, attention_mask=None, *, deterministic: bool = True):
-        h = Encoder(self.encoder, self.dtype, name="encoder")(input_ids, attention_mask,
-                                                               deterministic=deterministic)  # [B, L, H]
+        h = Encoder(self.encoder, self.dtype, self.attention, self.remat, name="encoder")(
+            input_ids, attention_mask, deterministic=deterministic)  # [B, L, H]
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
         init = nn.initializers.normal(0.02)
         kernel = self.param("head_kernel", init, (self.encoder.hidden_size, self.num_heads, self.num_classes))

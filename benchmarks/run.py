@@ -47,6 +47,7 @@ from arner_jax.train.optim import OptimConfig, make_optimizer
 from arner_jax.train.runtime import CompileCounter
 from benchmarks import torch_reference as ref
 from benchmarks.machine import describe, machine
+from benchmarks.steps import train_step_flops
 
 SIZES = {"small": (128, 2, 2), "base": (768, 12, 12)}  # hidden, layers, heads (FFN = 4 x hidden)
 BATCH = 16
@@ -273,9 +274,7 @@ def bench_flops(s: Setup, repeats: int) -> dict:
     idx = [i for i in range(len(s.windows)) if 32 < len(s.windows[i]) <= 64][:BATCH]
     batch = s.split.collate(idx, BATCH, 64)
     key = jax.random.PRNGKey(0)
-    cost = par.compiled_train_step(state, batch, key).cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    flops = float(cost.get("flops", 0.0))
+    flops = train_step_flops(s.enc, BATCH, 64, types=s.T)  # the layers' scan counted num_hidden_layers times
 
     def step():
         nonlocal state

@@ -1,7 +1,9 @@
-"""The benchmark runner still runs (a smoke run: small encoder, one repetition; no timing asserted)."""
+"""The benchmark scripts still run (smoke runs: small encoders, few steps; no timing asserted)."""
 from __future__ import annotations
 
 import json
+
+import numpy as np
 
 from tests.conftest import shared_path
 
@@ -28,3 +30,22 @@ def test_scorer_benchmark_smoke(tmp_path):
     assert report["sentences"] == 40 and report["nested"]["identical"] and report["flat"]["identical"]
     machine = json.loads(out.read_text())["machine"]
     assert machine["versions"]["seqeval"] == "1.2.2" and machine["cpu"] and "isa" in machine
+
+
+def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path, monkeypatch):
+    """benchmarks.gpu end to end on the CPU with a tiny encoder: the cuDNN variant falls back to
+    XLA attention with its reason, every figure of the summary is there, the JSON is written."""
+    from benchmarks import gpu
+
+    monkeypatch.delenv("OUT", raising=False)
+    out = tmp_path / "gpu.json"
+    report = gpu.main(["--size", "tiny", "--steps", "2", "--warmup", "1", "--phases", "matmul", "flops", "ours_cudnn",
+                       "torch_eager", "--out", str(out)])
+    assert json.loads(out.read_text())["summary"] == json.loads(json.dumps(report["summary"]))
+    assert not report["errors"], report["errors"]
+    ours, eager = report["variants"]["ours cudnn"], report["variants"]["torch eager"]
+    assert ours["attention"] == "xla (cudnn refused)" and ours["cudnn_fallback_reason"]
+    assert report["phases"]["flops"]["xla"] > 0 and report["phases"]["flops"]["analytic"] > 0
+    rows = {r["variant"]: r for r in report["summary"]}
+    assert rows["ours cudnn"]["mfu"] > 0 and rows["ours cudnn"]["speedup_vs_eager"] > 0
+    assert np.isfinite(ours["last_loss"]) and np.isfinite(eager["last_loss"])

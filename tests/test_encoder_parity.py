@@ -57,14 +57,21 @@ def pair(request, tmp_path_factory):
     return family, model, load_pretrained_encoder(folder)
 
 
-def test_padding_mask(pair):
+def apply(ours, attention: str, *args):
+    """The loaded encoder with an attention implementation (jax.nn's "xla" is the CPU default)."""
+    return ours.module.clone(attention=attention).apply({"params": ours.params}, *map(jnp.asarray, args))
+
+
+@pytest.mark.parametrize("attention", ["auto", "einsum"])
+def test_padding_mask(pair, attention):
     family, model, ours = pair
     ids, mask = batch(family)
-    d = max_diff(ours(jnp.asarray(ids), jnp.asarray(mask)), torch_hidden(model, ids, mask), mask)
+    d = max_diff(apply(ours, attention, ids, mask), torch_hidden(model, ids, mask), mask)
     assert d <= TOL, d
 
 
-def test_full_matrix_mask(pair):
+@pytest.mark.parametrize("attention", ["auto", "einsum"])
+def test_full_matrix_mask(pair, attention):
     """A [B, T, T] mask (SpanMarker's shape): each query row sees its own pattern of keys."""
     family, model, ours = pair
     ids, _ = batch(family)
@@ -74,7 +81,7 @@ def test_full_matrix_mask(pair):
     # transformers 5 takes no 3-D masks; the equivalent 4-D additive mask is its documented form.
     additive = torch.from_numpy(np.where(mask3[:, None], 0.0, np.finfo(np.float32).min).astype(np.float32))
     ref = torch_hidden(model, ids, additive)
-    d = max_diff(ours(jnp.asarray(ids), jnp.asarray(mask3)), ref)
+    d = max_diff(apply(ours, attention, ids, mask3), ref)
     assert d <= TOL, d
     # And the pattern matters: the padding-only answer differs.
     assert max_diff(ours(jnp.asarray(ids), None), ref) > 1e-3

@@ -47,11 +47,14 @@ def test_table_covers_every_parameter_once():
     config = EncoderConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
                            intermediate_size=24)
     params = Encoder(config).init(jax.random.PRNGKey(0), jnp.zeros((1, 4), jnp.int32))["params"]
-    flat = {"/".join(k) for k in flatten_dict(params)}
+    flat = {"/".join(k): v.shape for k, v in flatten_dict(params).items()}
     rows = expand_table(3)
-    assert {r[0] for r in rows} == flat
-    assert len({r[1] for r in rows}) == len(rows) == 5 + 16 * 3
+    assert {r[0] for r in rows} == set(flat)
+    assert len({r[2] for r in rows}) == len(rows) == 5 + 16 * 3
     assert len(WEIGHT_TABLE) == 21
+    # Layer weights are stacked: one array per kind, the layer on the leading axis.
+    assert all(flat[ours][0] == 3 for ours, layer, _, _ in rows if layer is not None)
+    assert {layer for _, layer, _, _ in rows} == {None, 0, 1, 2}
 
 
 def test_state_dict_names_are_transformers_names():
@@ -65,3 +68,18 @@ def test_state_dict_names_are_transformers_names():
     back, _, report = hf_to_params(state, config)
     assert not report.ignored
     assert jax.tree_util.tree_all(jax.tree_util.tree_map(np.array_equal, back, jax.device_get(params)))
+
+
+def test_layer_i_of_the_stack_is_hugging_face_layer_i():
+    """Each layer's weights land at their index of the stacked arrays, both ways."""
+    config = EncoderConfig.from_dict(tiny_hf_config("bert").to_dict())
+    theirs = {k: v.numpy() for k, v in AutoModel.from_config(tiny_hf_config("bert")).state_dict().items()
+              if not k.startswith("pooler")}
+    params, _, _ = hf_to_params(theirs, config)
+    for i in range(config.num_hidden_layers):
+        np.testing.assert_array_equal(params["layers"]["intermediate"]["kernel"][i],
+                                      theirs[f"encoder.layer.{i}.intermediate.dense.weight"].T)
+        np.testing.assert_array_equal(params["layers"]["output_norm"]["scale"][i],
+                                      theirs[f"encoder.layer.{i}.output.LayerNorm.weight"])
+    back = params_to_hf(params, config)
+    assert set(back) == set(theirs) and all(np.array_equal(back[k], theirs[k]) for k in theirs)

@@ -1,12 +1,13 @@
 """Flax BERT-family and RoBERTa/XLM-R encoders and their Hugging Face checkpoints."""
 from arner_jax.encoders.config import CheckpointError, EncoderConfig
-from arner_jax.encoders.hf_weights import (
-    WEIGHT_TABLE,
-    hf_to_params,
-    params_to_hf,
-    read_state_dict,
+from arner_jax.encoders.hf_weights import WEIGHT_TABLE, hf_to_params, params_to_hf, read_state_dict
+from arner_jax.encoders.model import (
+    ATTENTION_IMPLEMENTATIONS,
+    REMAT_POLICIES,
+    Encoder,
+    stack_layer_params,
+    unstack_layer_params,
 )
-from arner_jax.encoders.model import Encoder
 from arner_jax.encoders.pretrained import (
     PretrainedEncoder,
     load_pretrained_encoder,
@@ -16,10 +17,12 @@ from arner_jax.encoders.pretrained import (
 from arner_jax.encoders.scratch import small_bert_config, train_wordpiece_tokenizer
 
 __all__ = [
+    "ATTENTION_IMPLEMENTATIONS",
     "CheckpointError",
     "Encoder",
     "EncoderConfig",
     "PretrainedEncoder",
+    "REMAT_POLICIES",
     "WEIGHT_TABLE",
     "hf_to_params",
     "load_pretrained_encoder",
@@ -28,5 +31,7 @@ __all__ = [
     "resolve_model_dir",
     "save_pretrained_encoder",
     "small_bert_config",
+    "stack_layer_params",
     "train_wordpiece_tokenizer",
+    "unstack_layer_params",
 ]

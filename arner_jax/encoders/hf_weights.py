@@ -1,9 +1,10 @@
 """Hugging Face <-> arner_jax encoder weights: the one name-mapping table, and checkpoint files.
 
 Owns: `WEIGHT_TABLE` (our parameter path <-> Hugging Face base-model name, with the transform),
-used in both directions; reading `model.safetensors` (single or sharded) and
-`pytorch_model.bin` (single or sharded, needs torch) into numpy; shape checks against the
-config; and writing an encoder back as a Hugging Face folder.
+used in both directions, for our stacked layer layout (one `layers/...` array per weight kind,
+Hugging Face's layer i at index i of its leading axis); reading `model.safetensors` (single or
+sharded) and `pytorch_model.bin` (single or sharded, needs torch) into numpy; shape checks
+against the config; and writing an encoder back as a Hugging Face folder.
 """
 from __future__ import annotations
 
@@ -19,32 +20,33 @@ import numpy as np
 from flax.traverse_util import flatten_dict
 
 from arner_jax.encoders.config import HF_BASE_PREFIX, CheckpointError, EncoderConfig
-from arner_jax.encoders.model import Encoder
+from arner_jax.encoders.model import Encoder, stack_layer_params
 
-# (our path, Hugging Face name, transform). "{i}" is the layer index. "T" transposes a
-# PyTorch Linear weight [out, in] into a Flax Dense kernel [in, out] (and back).
+# (our path, Hugging Face name, transform). A Hugging Face name with "{i}" is layer i's weight,
+# which is index i of the leading (layer) axis of our stacked array at "layers/...". "T"
+# transposes a PyTorch Linear weight [out, in] into a Flax Dense kernel [in, out] (and back).
 WEIGHT_TABLE: tuple[tuple[str, str, str], ...] = (
     ("embeddings/word_embeddings/embedding", "embeddings.word_embeddings.weight", ""),
     ("embeddings/position_embeddings/embedding", "embeddings.position_embeddings.weight", ""),
     ("embeddings/token_type_embeddings/embedding", "embeddings.token_type_embeddings.weight", ""),
     ("embeddings/layer_norm/scale", "embeddings.LayerNorm.weight", ""),
     ("embeddings/layer_norm/bias", "embeddings.LayerNorm.bias", ""),
-    ("layer_{i}/attention/query/kernel", "encoder.layer.{i}.attention.self.query.weight", "T"),
-    ("layer_{i}/attention/query/bias", "encoder.layer.{i}.attention.self.query.bias", ""),
-    ("layer_{i}/attention/key/kernel", "encoder.layer.{i}.attention.self.key.weight", "T"),
-    ("layer_{i}/attention/key/bias", "encoder.layer.{i}.attention.self.key.bias", ""),
-    ("layer_{i}/attention/value/kernel", "encoder.layer.{i}.attention.self.value.weight", "T"),
-    ("layer_{i}/attention/value/bias", "encoder.layer.{i}.attention.self.value.bias", ""),
-    ("layer_{i}/attention/output/kernel", "encoder.layer.{i}.attention.output.dense.weight", "T"),
-    ("layer_{i}/attention/output/bias", "encoder.layer.{i}.attention.output.dense.bias", ""),
-    ("layer_{i}/attention_norm/scale", "encoder.layer.{i}.attention.output.LayerNorm.weight", ""),
-    ("layer_{i}/attention_norm/bias", "encoder.layer.{i}.attention.output.LayerNorm.bias", ""),
-    ("layer_{i}/intermediate/kernel", "encoder.layer.{i}.intermediate.dense.weight", "T"),
-    ("layer_{i}/intermediate/bias", "encoder.layer.{i}.intermediate.dense.bias", ""),
-    ("layer_{i}/output/kernel", "encoder.layer.{i}.output.dense.weight", "T"),
-    ("layer_{i}/output/bias", "encoder.layer.{i}.output.dense.bias", ""),
-    ("layer_{i}/output_norm/scale", "encoder.layer.{i}.output.LayerNorm.weight", ""),
-    ("layer_{i}/output_norm/bias", "encoder.layer.{i}.output.LayerNorm.bias", ""),
+    ("layers/attention/query/kernel", "encoder.layer.{i}.attention.self.query.weight", "T"),
+    ("layers/attention/query/bias", "encoder.layer.{i}.attention.self.query.bias", ""),
+    ("layers/attention/key/kernel", "encoder.layer.{i}.attention.self.key.weight", "T"),
+    ("layers/attention/key/bias", "encoder.layer.{i}.attention.self.key.bias", ""),
+    ("layers/attention/value/kernel", "encoder.layer.{i}.attention.self.value.weight", "T"),
+    ("layers/attention/value/bias", "encoder.layer.{i}.attention.self.value.bias", ""),
+    ("layers/attention/output/kernel", "encoder.layer.{i}.attention.output.dense.weight", "T"),
+    ("layers/attention/output/bias", "encoder.layer.{i}.attention.output.dense.bias", ""),
+    ("layers/attention_norm/scale", "encoder.layer.{i}.attention.output.LayerNorm.weight", ""),
+    ("layers/attention_norm/bias", "encoder.layer.{i}.attention.output.LayerNorm.bias", ""),
+    ("layers/intermediate/kernel", "encoder.layer.{i}.intermediate.dense.weight", "T"),
+    ("layers/intermediate/bias", "encoder.layer.{i}.intermediate.dense.bias", ""),
+    ("layers/output/kernel", "encoder.layer.{i}.output.dense.weight", "T"),
+    ("layers/output/bias", "encoder.layer.{i}.output.dense.bias", ""),
+    ("layers/output_norm/scale", "encoder.layer.{i}.output.LayerNorm.weight", ""),
+    ("layers/output_norm/bias", "encoder.layer.{i}.output.LayerNorm.bias", ""),
 )
 # Base-model weights we know and do not use (reported as ignored, never an error).
 IGNORED_BASE_NAMES = re.compile(r"^(pooler\..*|embeddings\.position_ids|embeddings\.token_type_ids)$")
@@ -68,12 +70,13 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def expand_table(num_layers: int) -> list[tuple[str, str, str]]:
-    """The table with "{i}" expanded for every layer."""
+def expand_table(num_layers: int) -> list[tuple[str, int | None, str, str]]:
+    """The table for `num_layers` layers: (our path, layer index or None, Hugging Face name,
+    transform), one row per Hugging Face weight."""
     rows = []
     for ours, theirs, transform in WEIGHT_TABLE:
-        layers = range(num_layers) if "{i}" in ours else [None]
-        rows += [(ours.format(i=i), theirs.format(i=i), transform) for i in layers]
+        layers = range(num_layers) if "{i}" in theirs else [None]
+        rows += [(ours, i, theirs.format(i=i), transform) for i in layers]
     return rows
 
 
@@ -86,6 +89,11 @@ def _set(tree: dict, path: str, value) -> None:
     for p in parents:
         tree = tree.setdefault(p, {})
     tree[leaf] = value
+
+
+def _per_layer_path(path: str, layer: int | None) -> str:
+    """Where a stacked weight of one layer sits in the per-layer layout: "layers/x" -> "layer_{i}/x"."""
+    return path if layer is None else f"layer_{layer}/" + path.split("/", 1)[1]
 
 
 def _get(tree: dict, path: str):
@@ -134,21 +142,21 @@ def hf_to_params(state: dict[str, np.ndarray], config: EncoderConfig, prefix: st
         )
         config = config.replace(vocab_size=rows_in_tensor)
     expected = expected_shapes(config)
-    params: dict = {}
+    params: dict = {}  # built in the per-layer layout, stacked at the end
     missing, bad_shapes, used = [], [], set()
-    for ours, theirs, transform in expand_table(config.num_hidden_layers):
+    for ours, layer, theirs, transform in expand_table(config.num_hidden_layers):
         name = prefix + theirs
         if name not in state:
             missing.append(name)
             continue
         value = _transform(np.asarray(state[name], dtype=np.float32), transform)
-        want = expected[ours]
+        want = expected[ours][1:] if layer is not None else expected[ours]
         if value.shape != want:
             shown = value.shape if transform != "T" else value.shape[::-1]
             bad_shapes.append(f"{name}: shape {tuple(shown)} in the checkpoint, "
                               f"{tuple(want if transform != 'T' else want[::-1])} from the config")
         used.add(name)
-        _set(params, ours, value)
+        _set(params, _per_layer_path(ours, layer), value)
     if missing or bad_shapes:
         problems = [f"missing {m}" for m in missing] + bad_shapes
         raise CheckpointError(
@@ -169,15 +177,17 @@ def hf_to_params(state: dict[str, np.ndarray], config: EncoderConfig, prefix: st
             f"{source}: weights inside the encoder that arner_jax does not know: {unexpected[:10]}. "
             "The checkpoint's architecture differs from a post-norm BERT/RoBERTa."
         )
-    return params, config, report
+    return stack_layer_params(params), config, report
 
 
 def params_to_hf(params: dict, config: EncoderConfig, prefix: str = "") -> dict[str, np.ndarray]:
     """Our parameter tree as a Hugging Face state dict (float32 numpy, PyTorch layouts)."""
-    return {
-        prefix + theirs: _transform(np.asarray(_get(params, ours), dtype=np.float32), transform)
-        for ours, theirs, transform in expand_table(config.num_hidden_layers)
-    }
+    params = jax.device_get(params)  # one transfer per array, not one per layer
+    state = {}
+    for ours, layer, theirs, transform in expand_table(config.num_hidden_layers):
+        value = np.asarray(_get(params, ours), dtype=np.float32)
+        state[prefix + theirs] = _transform(value if layer is None else value[layer], transform)
+    return state
 
 
 def expected_shapes(config: EncoderConfig) -> dict[str, tuple[int, ...]]:

@@ -1,17 +1,27 @@
 """Flax BERT / RoBERTa (XLM-R) encoders, numerically matching Hugging Face's PyTorch models.
 
 Owns: the encoder computation (embeddings, post-norm transformer layers, dropout), attention
-masks given as `[B, T]` or `[B, T, T]`, RoBERTa position numbering, and the compute dtype.
+masks given as `[B, T]` or `[B, T, T]`, RoBERTa position numbering, the compute dtype, the
+attention implementation and rematerialisation policy, and the parameter layout.
 Parameters are always float32; `dtype` only sets the precision of the computation.
+
+Layout: the transformer layers run as one `nn.scan` over parameters stacked on a leading layer
+axis (`params["layers"]`, leaves `[num_layers, ...]`), so XLA compiles one layer body instead of
+`num_layers` copies. Checkpoints written before this layout hold `layer_0 ... layer_{n-1}`
+subtrees; `stack_layer_params` / `unstack_layer_params` convert between the two.
 Parameter names here are the left-hand side of the mapping table in `hf_weights.py`.
 """
 from __future__ import annotations
 
+import re
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from arner_jax.encoders.config import EncoderConfig
 
@@ -76,21 +86,102 @@ class Embeddings(nn.Module):
         return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
 
 
+# ----------------------------------------------------------------------------- attention
+# `Encoder.attention` values. Why a choice at all: jax.nn.dot_product_attention (XLA, or cuDNN's
+# fused flash attention on GPU) has no dropout on the attention probabilities, which BERT trains
+# with (attention_probs_dropout_prob, 0.1 in every checkpoint we use). JAX's only fused dropout is
+# the private cuDNN call (jax._src.cudnn.fused_attention_stablehlo, dropout_rate=): its seed is a
+# Python int baked into the compiled program, so the masks follow neither our dropout keys (per
+# step, per device, the same after a resume) nor differ between the scanned layers, and the API
+# is private. So:
+#   einsum  our explicit softmax(QK^T/sqrt d + bias) V: float32 softmax, BERT's dropout on the
+#           probabilities from flax's 'dropout' rng. Always faithful, memory O(T^2).
+#   xla     jax.nn.dot_product_attention(implementation="xla"): the same numbers (float32 logits
+#           and softmax, the same additive mask), no attention-probability dropout.
+#   cudnn   jax.nn.dot_product_attention(implementation="cudnn"): cuDNN flash attention (GPU,
+#           bfloat16/float16 only), no attention-probability dropout. A [B, T] mask is passed as
+#           key lengths (mask.sum(-1)), which assumes right padding, as all our batches have.
+#   auto    einsum when attention-probability dropout is active (training with a rate > 0), so
+#           training stays faithful by default; otherwise cudnn on GPU for bfloat16/float16 with
+#           no or a [B, T] mask and a head size cuDNN takes, else xla.
+# Choosing xla or cudnn for training trades BERT's attention dropout for speed (a warning says so).
+ATTENTION_IMPLEMENTATIONS = ("auto", "einsum", "xla", "cudnn")
+
+# `Encoder.remat` values: the jax.checkpoint policy of each layer (what the backward pass may keep
+# from the forward; everything else is recomputed). "full" keeps only the layer inputs.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def resolve_attention(attention: str, config: EncoderConfig, dtype: Any, mask_ndim: int | None,
+                      deterministic: bool) -> str:
+    """The implementation that `attention` means for this call (see ATTENTION_IMPLEMENTATIONS)."""
+    if attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+    dropout_active = not deterministic and config.attention_probs_dropout_prob > 0
+    if attention != "auto":
+        if dropout_active and attention != "einsum":
+            warnings.warn(f"attention={attention!r} applies no attention-probability dropout (the config "
+                          f"asks for {config.attention_probs_dropout_prob}); attention='einsum' or 'auto' does.",
+                          stacklevel=2)
+        return attention
+    if dropout_active:
+        return "einsum"
+    half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+    # cuDNN's flash attention: head size a multiple of 8, at most 128 (256 from Hopper on).
+    head_ok = config.head_dim % 8 == 0 and config.head_dim <= 128
+    if jax.default_backend() == "gpu" and half and head_ok and mask_ndim in (None, 2):
+        return "cudnn"
+    return "xla"
+
+
+def attention_mask_inputs(attention_mask: jax.Array | None, implementation: str) -> dict[str, jax.Array]:
+    """The mask in the form an implementation takes it (keyword arguments of the attention call).
+
+    einsum, xla: the additive float32 bias of `attention_bias`. cudnn: key lengths for a
+    `[B, T]` mask (at least 1: an all-padding row then attends to its first token instead of
+    none, which cuDNN leaves undefined; such rows are never scored), a boolean `[B, 1, T, T]`
+    mask otherwise.
+    """
+    if attention_mask is None:
+        return {}
+    if implementation != "cudnn":
+        return {"bias": attention_bias(attention_mask)}
+    if attention_mask.ndim == 2:
+        return {"key_value_seq_lengths": jnp.maximum(attention_mask.sum(-1), 1).astype(jnp.int32)}
+    return {"mask": attention_mask.astype(bool)[:, None]}
+
+
 class SelfAttention(nn.Module):
     config: EncoderConfig
     dtype: Any = jnp.float32
+    implementation: str = "einsum"  # resolved: einsum | xla | cudnn
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, mask_inputs: dict, deterministic: bool):
         cfg = self.config
         B, T, _ = x.shape
         dense = lambda name: nn.Dense(  # noqa: E731
             cfg.hidden_size, kernel_init=_INIT(0.02), dtype=self.dtype, name=name
         )
+        q, k, v = (dense(n)(x).reshape(B, T, cfg.num_attention_heads, cfg.head_dim)
+                   for n in ("query", "key", "value"))  # [B, T, N, D]
+        if self.implementation == "einsum":
+            context = self._einsum_attention(q, k, v, mask_inputs.get("bias"), deterministic)
+        else:
+            context = jax.nn.dot_product_attention(q, k, v, **mask_inputs, implementation=self.implementation)
+        return dense("output")(context.reshape(B, T, cfg.hidden_size))
+
+    def _einsum_attention(self, q, k, v, bias, deterministic: bool):
+        """softmax(QK^T / sqrt d + bias) V with dropout on the probabilities; `[B, T, N, D]`."""
+        cfg = self.config
         # Heads moved ahead of the tokens: the batched matmuls then have leading batch dimensions,
         # which XLA's CPU backend runs about 25% faster than "bqnd,bknd" (measured at T=240).
-        split = lambda t: t.reshape(B, T, cfg.num_attention_heads, cfg.head_dim).transpose(0, 2, 1, 3)  # noqa: E731
-        q, k, v = (split(dense(n)(x)) for n in ("query", "key", "value"))  # [B, N, T, D]
+        q, k, v = (t.transpose(0, 2, 1, 3) for t in (q, k, v))  # [B, N, T, D]
         scores = jnp.einsum("bnqd,bnkd->bnqk", q, k) / jnp.sqrt(cfg.head_dim).astype(self.dtype)
         # Softmax in float32 whatever the compute dtype: bf16 logits lose too much here.
         scores = scores.astype(jnp.float32)  # [B, N, Tq, Tk]
@@ -98,31 +189,45 @@ class SelfAttention(nn.Module):
             scores = scores + bias
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
-        context = jnp.einsum("bnqk,bnkd->bnqd", probs, v).transpose(0, 2, 1, 3).reshape(B, T, cfg.hidden_size)
-        return dense("output")(context)
+        return jnp.einsum("bnqk,bnkd->bnqd", probs, v).transpose(0, 2, 1, 3)
 
 
 class Layer(nn.Module):
-    """One post-norm transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x))."""
+    """One post-norm transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)).
+
+    Called as a scan body: `(x, mask_inputs) -> (x, None)`. `deterministic` is an attribute, not
+    an argument, so that neither nn.scan nor nn.remat has to be told which argument is static.
+    """
 
     config: EncoderConfig
     dtype: Any = jnp.float32
+    attention: str = "einsum"  # resolved implementation
+    deterministic: bool = True
 
     @nn.compact
-    def __call__(self, x, bias, deterministic: bool):
+    def __call__(self, x, mask_inputs: dict):
         cfg = self.config
-        drop = nn.Dropout(cfg.hidden_dropout_prob)
+        drop = lambda t: nn.Dropout(cfg.hidden_dropout_prob)(t, deterministic=self.deterministic)  # noqa: E731
         norm = lambda name: nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name=name)  # noqa: E731
-        attn = SelfAttention(cfg, self.dtype, name="attention")(x, bias, deterministic)
-        x = norm("attention_norm")(x + drop(attn, deterministic=deterministic))
+        attn = SelfAttention(cfg, self.dtype, self.attention, name="attention")(x, mask_inputs, self.deterministic)
+        x = norm("attention_norm")(x + drop(attn))
         h = nn.Dense(cfg.intermediate_size, kernel_init=_INIT(0.02), dtype=self.dtype, name="intermediate")(x)
         h = ACTIVATIONS[cfg.hidden_act](h)
         h = nn.Dense(cfg.hidden_size, kernel_init=_INIT(0.02), dtype=self.dtype, name="output")(h)
-        return norm("output_norm")(x + drop(h, deterministic=deterministic))
+        return norm("output_norm")(x + drop(h)), None
 
 
 class Encoder(nn.Module):
     """BERT-family or RoBERTa-family encoder; returns the last hidden state `[B, T, H]`.
+
+    Attributes:
+      attention: how attention is computed: "auto" (default), "einsum", "xla" or "cudnn"; see
+        ATTENTION_IMPLEMENTATIONS. Only "auto" and "einsum" keep BERT's attention-probability
+        dropout in training.
+      remat: rematerialisation of each layer in the backward pass, a key of REMAT_POLICIES:
+        "none" (keep every activation), "full" (keep only each layer's input),
+        "dots_saveable" (keep matmul outputs, recompute the rest) or
+        "dots_with_no_batch_dims_saveable" (keep the dense projections, recompute attention).
 
     Args of `__call__`:
       input_ids: `[B, T]` int.
@@ -135,6 +240,8 @@ class Encoder(nn.Module):
 
     config: EncoderConfig
     dtype: Any = jnp.float32
+    attention: str = "auto"
+    remat: str = "none"
 
     @nn.compact
     def __call__(self, input_ids, attention_mask=None, token_type_ids=None, position_ids=None,
@@ -148,8 +255,78 @@ class Encoder(nn.Module):
                 position_ids = roberta_position_ids(input_ids, cfg.pad_token_id)
             else:
                 position_ids = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
+        if self.remat not in REMAT_POLICIES:
+            raise ValueError(f"remat must be one of {sorted(REMAT_POLICIES)}, got {self.remat!r}")
+        if attention_mask is not None and attention_mask.ndim not in (2, 3):
+            raise ValueError(f"attention_mask must be [B, T] or [B, T, T], got shape {attention_mask.shape}")
         x = Embeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, position_ids, deterministic)
-        bias = attention_bias(attention_mask)
-        for i in range(cfg.num_hidden_layers):
-            x = Layer(cfg, self.dtype, name=f"layer_{i}")(x, bias, deterministic)
+        implementation = resolve_attention(self.attention, cfg, self.dtype,
+                                           None if attention_mask is None else attention_mask.ndim, deterministic)
+        layer = Layer
+        if self.remat != "none":
+            # prevent_cse=False: inside a scan the loop already keeps XLA from merging the
+            # recomputation with the forward pass (flax's advice for remat under scan).
+            layer = nn.remat(Layer, policy=REMAT_POLICIES[self.remat], prevent_cse=False)
+        layers = nn.scan(layer, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                         in_axes=nn.broadcast, length=cfg.num_hidden_layers)
+        x, _ = layers(cfg, self.dtype, implementation, deterministic, name=STACKED_LAYERS)(
+            x, attention_mask_inputs(attention_mask, implementation))
         return x  # [B, T, H]
+
+
+# ----------------------------------------------------------------------------- parameter layout
+STACKED_LAYERS = "layers"  # the subtree of stacked layer parameters, leaves [num_layers, ...]
+_PER_LAYER = re.compile(r"^layer_(\d+)$")  # the per-layer subtrees of the layout before the scan
+
+
+def _stack(leaves):
+    return np.stack(leaves) if all(isinstance(x, np.ndarray) for x in leaves) else jnp.stack(leaves)
+
+
+def _map_mappings(convert, tree):
+    """`convert` applied to every mapping of a tree of mappings, lists and tuples (bottom up)."""
+    if isinstance(tree, Mapping):
+        return convert({k: _map_mappings(convert, v) for k, v in tree.items()})
+    if isinstance(tree, (list, tuple)):
+        items = [_map_mappings(convert, v) for v in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    return tree
+
+
+def stack_layer_params(tree):
+    """Per-layer parameters (`layer_0 ... layer_{n-1}`, the layout before the scan) -> stacked.
+
+    Every mapping in `tree` that holds `layer_0 ... layer_{n-1}` gets them replaced by one
+    `layers` subtree whose leaves stack the n layers' leaves on a new leading axis; the rest is
+    kept. So it converts an encoder's parameters, a Tagger's or SpanMarker's (under "encoder"),
+    and optimizer states whose moments mirror the parameters. numpy leaves stay numpy.
+    """
+    def convert(node: dict) -> dict:
+        found = sorted(int(m.group(1)) for m in map(_PER_LAYER.match, node) if m)
+        if not found:
+            return node
+        if found != list(range(len(found))) or STACKED_LAYERS in node:
+            raise ValueError(f"per-layer parameters must be layer_0 ... layer_{{n-1}} without a "
+                             f"'{STACKED_LAYERS}' entry; got {sorted(node)}")
+        out = {k: v for k, v in node.items() if not _PER_LAYER.match(k)}
+        out[STACKED_LAYERS] = jax.tree.map(lambda *xs: _stack(xs), *(node[f"layer_{i}"] for i in found))
+        return out
+
+    return _map_mappings(convert, tree)
+
+
+def unstack_layer_params(tree):
+    """The inverse of `stack_layer_params`: each `layers` subtree -> `layer_0 ... layer_{n-1}`."""
+    def convert(node: dict) -> dict:
+        if not isinstance(node.get(STACKED_LAYERS), Mapping):
+            return node
+        stacked = node[STACKED_LAYERS]
+        counts = {np.shape(x)[0] for x in jax.tree.leaves(stacked)}
+        if len(counts) != 1:
+            raise ValueError(f"'{STACKED_LAYERS}' leaves disagree on the number of layers: {sorted(counts)}")
+        out = {k: v for k, v in node.items() if k != STACKED_LAYERS}
+        for i in range(counts.pop()):
+            out[f"layer_{i}"] = jax.tree.map(lambda x, i=i: x[i], stacked)
+        return out
+
+    return _map_mappings(convert, tree)

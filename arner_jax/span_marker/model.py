@@ -65,14 +65,16 @@ class SpanMarker(nn.Module):
     end_id: int
     dropout: float = 0.1  # the encoder's hidden dropout, as SpanMarker
     dtype: Any = jnp.float32
+    attention: str = "auto"  # the encoder's attention implementation (encoders.model.ATTENTION_IMPLEMENTATIONS)
+    remat: str = "none"  # the encoder's per-layer rematerialisation (encoders.model.REMAT_POLICIES)
 
     @nn.compact
     def __call__(self, input_ids, text_len, starts, ends, num_spans, *, deterministic: bool = True):
         Tw, K = input_ids.shape[1], starts.shape[1]
         ids, positions, mask = row_layout(input_ids, text_len, starts, ends, num_spans, self.start_id,
                                           self.end_id, self.encoder.pad_token_id)
-        h = Encoder(self.encoder, self.dtype, name="encoder")(ids, mask, None, positions,
-                                                              deterministic=deterministic)
+        h = Encoder(self.encoder, self.dtype, self.attention, self.remat, name="encoder")(
+            ids, mask, None, positions, deterministic=deterministic)
         features = jnp.concatenate([h[:, Tw:Tw + K], h[:, Tw + K:]], axis=-1)  # [B, K, 2H]
         features = nn.Dropout(self.dropout)(features, deterministic=deterministic)
         logits = nn.Dense(self.num_labels, kernel_init=nn.initializers.normal(0.02), dtype=self.dtype,
