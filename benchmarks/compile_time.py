@@ -16,38 +16,21 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from flax.training.train_state import TrainState
 
 from arner_jax.encoders import EncoderConfig
-from arner_jax.losses import LossConfig
-from arner_jax.tagger import Tagger
-from arner_jax.train.optim import OptimConfig, make_optimizer
-from arner_jax.train.parallel import ShardMapParallel, tagger_bodies
+from benchmarks.steps import tagger_train_step
 
 SIZES = {"small": (128, 2, 2), "base": (768, 12, 12)}  # hidden, layers, heads (FFN 4 x hidden), as benchmarks.run
-VOCAB, TYPES, CLASSES, BATCH = 8000, 21, 3, 16
+VOCAB, BATCH = 8000, 16
 
 
 def compile_once(size: str, length: int) -> dict[str, float]:
     hidden, layers, heads = SIZES[size]
     config = EncoderConfig(vocab_size=VOCAB, hidden_size=hidden, num_hidden_layers=layers,
                            num_attention_heads=heads, intermediate_size=4 * hidden)
-    model = Tagger(config, TYPES, CLASSES)
-    parallel = ShardMapParallel(tagger_bodies(model.apply, "nested", np.ones((TYPES, CLASSES), bool), LossConfig()),
-                                jax.local_devices()[:1])
-    tx = make_optimizer(OptimConfig(), 1000)
-    state = jax.eval_shape(lambda: TrainState.create(
-        apply_fn=model.apply, params=model.init(jax.random.PRNGKey(0), jnp.zeros((1, 8), jnp.int32))["params"],
-        tx=tx))
-    batch = {"input_ids": jax.ShapeDtypeStruct((BATCH, length), jnp.int32),
-             "attention_mask": jax.ShapeDtypeStruct((BATCH, length), jnp.int32),
-             "labels": jax.ShapeDtypeStruct((BATCH, length, TYPES), jnp.int32),
-             "label_mask": jax.ShapeDtypeStruct((BATCH, length), jnp.float32)}
-    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    step, args = tagger_train_step(config, BATCH, length)
     start = time.perf_counter()
-    lowered = parallel.train_program.lower(state, batch, key)
+    lowered = step.lower(*args)
     lowered_at = time.perf_counter()
     lowered.compile()
     done = time.perf_counter()
