@@ -48,7 +48,7 @@ def collect(root: str | Path) -> dict[str, Any]:
     root = Path(root)
     record = sweep.read_record(root)
     rows, runs, failures = [], [], []
-    counts = {"finished": 0, "failed": 0, "interrupted": 0, "damaged": 0, "new": 0}
+    counts = dict.fromkeys(sweep.STATES, 0)
     for entry in record["configurations"]:
         finished, seeds, failed = [], [], 0
         for seed_index in range(entry["seeds"]):
@@ -69,9 +69,8 @@ def collect(root: str | Path) -> dict[str, Any]:
         val_mean, val_std = _mean_std([m["val"]["f1"] for m in finished])
         test_mean, test_std = _mean_std([m["test"]["f1"] for m in finished])
         paper = entry.get("paper")
-        rows.append({"configuration": entry["name"], **entry["labels"], "seeds_finished": len(finished),
-                     "seeds_expected": entry["seeds"],
-                     "seeds_failed": failed,
+        rows.append({"configuration": entry["name"], **entry["labels"],
+                     "seeds_finished": len(finished), "seeds_expected": entry["seeds"], "seeds_failed": failed,
                      "seeds_used": " ".join(str(s) for s in seeds),
                      "val_f1_mean": val_mean, "val_f1_std": val_std, "test_f1_mean": test_mean, "test_f1_std": test_std,
                      "paper_val_f1": paper,
@@ -95,10 +94,10 @@ def markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
     counts = report["counts"]
     lines = [f"# Sweep `{report['grid']}`: results", "", report["description"], ""]
     if report["smoke"]:
-        lines += ["**Smoke sweep** (each run the preset's smoke variant: a tiny encoder, the synthetic corpus, one "
-                  "epoch): the figures check the machinery and are not comparable with the paper's.", ""]
-    lines += ["Micro-F1 as the Wojood scorer computes it (seqeval's default mode), mean ± sample standard deviation "
-              "over the finished seeds; `val - paper` is our mean validation F1 minus the published one.", "",
+        lines += [("**Smoke sweep** (each run the preset's smoke variant: a tiny encoder, the synthetic corpus, one "
+                   "epoch): the figures check the machinery and are not comparable with the paper's."), ""]
+    lines += [("Micro-F1 as the Wojood scorer computes it (seqeval's default mode), mean ± sample standard deviation "
+               "over the finished seeds; `val - paper` is our mean validation F1 minus the published one."), "",
               "| " + " | ".join(labels + ["seeds", "val F1", "test F1", "paper val F1", "val - paper"]) + " |",
               "|" + " --- |" * (len(labels) + 5)]
     for row in rows:
@@ -113,8 +112,8 @@ def markdown(report: dict[str, Any], figures: Sequence[str]) -> str:
     if report["notes"]:
         lines += ["## Notes", ""] + [f"- {note}" for note in report["notes"]] + [""]
     if report["failures"]:
-        lines += ["## Failed runs", "", "Their exceptions are in `sweep_failure.json` in each run folder; "
-                  "the same sweep command tries them again.", ""]
+        lines += ["## Failed runs", "", ("Their exceptions are in `sweep_failure.json` in each run folder; "
+                                         "the same sweep command tries them again."), ""]
         lines += [f"- `{f['run']}`: {f['error']}" for f in report["failures"]] + [""]
     lines += ["## Learning curves", ""] + [f"![{name}]({name})" for name in figures] + [""]
     return "\n".join(lines)
@@ -167,11 +166,13 @@ def plot_curves(report: dict[str, Any], output: Path) -> list[str]:
                 ax.axhline(paper[name], color="grey", linestyle=":", label="paper")
             if not runs:
                 ax.text(0.5, 0.5, "no finished run", ha="center", va="center", transform=ax.transAxes, color="grey")
-            elif len(runs) > 1 or paper[name] is not None:
+            elif len(runs) > 1 or (filename == CURVES_F1 and paper[name] is not None):
                 ax.legend(fontsize=6)
             ax.set_title(name, fontsize=8)
             ax.set_xlabel("epoch", fontsize=7)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            if runs:  # whole epochs, also for one-epoch runs (matplotlib would pad a lone point by ±5%)
+                ax.set_xlim(0.5, max(h["epoch"] for r in runs for h in r["history"]) + 0.5)
             ax.tick_params(labelsize=6)
             ax.grid(alpha=0.3)
         for ax in axes[len(names):]:

@@ -35,7 +35,7 @@ from arner_jax import run_folder
 from arner_jax.config import RunConfig
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, one_line
 from arner_jax.grids import GRIDS, Configuration, Grid, get_grid
-from arner_jax.presets import SMOKE_OFFLINE, get_preset
+from arner_jax.presets import SMOKE_OFFLINE
 
 FORMAT = "arner_jax-sweep/1"
 SWEEP, LOG, FAILURES = "sweep.json", "sweep.log", "failures.json"
@@ -138,8 +138,12 @@ def command(run: Run, root: str | Path, smoke: bool = False, overrides: dict[str
     return shlex.join(words)
 
 
+STATES = ("finished", "failed", "interrupted", "damaged", "new")
+
+
 def status(folder: Path) -> str:
-    """finished | failed | interrupted (resumable) | damaged (started again) | new."""
+    """One of STATES: finished, failed (its last attempt), interrupted (resumable), damaged (to start
+    again: a run folder without its settings, or other files), new."""
     if (folder / run_folder.METRICS).is_file():
         return "finished"
     if (folder / FAILURE).is_file():
@@ -374,28 +378,29 @@ def training_overrides(grid: Grid, argv: Sequence[str]) -> dict[str, Any]:
     return given
 
 
+def dry_run(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke: bool = False,
+            only: Sequence[str] = (), shard: tuple[int, int] = (1, 1), overrides: dict[str, Any] | None = None,
+            encoders: dict[str, str] | None = None) -> list[Run]:
+    """Print this shard's runs, their state and the training command of each; writes nothing."""
+    grid = get_grid(grid_name)
+    everything = plan(grid, seeds, smoke, overrides, only, encoders)
+    runs = take_shard(everything, shard)
+    grid_record(grid, everything, smoke, seeds, shard, len(runs), Path(output_path))  # refuses changed settings
+    for i, run in enumerate(runs, 1):
+        print(f"[{i}/{len(runs)}] {run.id} ({status(run_dir(output_path, run.configuration.name, run.seed_index))})")
+        print(f"    {command(run, output_path, smoke, overrides)}")
+    return runs
+
+
 def main(argv: Sequence[str] | None = None) -> SweepResult | None:
     argv = list(sys.argv[1:] if argv is None else argv)
     with exit_on_user_error():
         args, rest = build_parser().parse_known_args(argv)
-        grid = get_grid(args.preset)
-        overrides = training_overrides(grid, rest)
-        paths = [getattr(args, name) for name in DATA_FLAGS]
-        if any(paths):
-            for name, path in zip(DATA_FLAGS, paths):
-                if path and not Path(path).is_file():
-                    raise UserError(f"--{name} {path}: no such file")
-            overrides.update(zip(DATA_FLAGS, paths))
-        encoders = dict(_pair(text) for text in args.encoder)
-        shard = parse_shard(args.shard)
+        options = {"seeds": args.seeds, "smoke": args.smoke, "only": args.only, "shard": parse_shard(args.shard),
+                   "overrides": {**training_overrides(get_grid(args.preset), rest), **_data_paths(args)},
+                   "encoders": dict(_pair(text) for text in args.encoder)}
         if args.dry_run:
-            everything = plan(grid, args.seeds, args.smoke, overrides, args.only, encoders)
-            runs = take_shard(everything, shard)
-            grid_record(grid, everything, args.smoke, args.seeds, shard, len(runs), Path(args.output_path))  # checks
-            for i, run in enumerate(runs, 1):
-                folder = run_dir(args.output_path, run.configuration.name, run.seed_index)
-                print(f"[{i}/{len(runs)}] {run.id} ({status(folder)})")
-                print(f"    {command(run, args.output_path, args.smoke, overrides)}")
+            dry_run(args.preset, args.output_path, **options)
             return None
         from arner_jax.train import runtime
         from arner_jax.train.cli import PREEMPTED_STATUS
@@ -403,14 +408,22 @@ def main(argv: Sequence[str] | None = None) -> SweepResult | None:
 
         cache = None if args.no_compilation_cache else args.compilation_cache or runtime.default_cache_dir()
         try:
-            result = run_sweep(args.preset, args.output_path, seeds=args.seeds, smoke=args.smoke, only=args.only,
-                               shard=shard, overrides=overrides, encoders=encoders, compilation_cache=cache)
+            result = run_sweep(args.preset, args.output_path, compilation_cache=cache, **options)
         except Preempted as stop:
             print(f"preempted: {stop}; run the same command again to continue", file=sys.stderr)
             raise SystemExit(PREEMPTED_STATUS) from None
     if result.failed:
         raise SystemExit(1)
     return result
+
+
+def _data_paths(args) -> dict[str, str]:
+    """--train_path/--val_path/--test_path, checked up front (a missing file would fail every run)."""
+    paths = {name: getattr(args, name) for name in DATA_FLAGS if getattr(args, name)}
+    for name, path in paths.items():
+        if not Path(path).is_file():
+            raise UserError(f"--{name} {path}: no such file")
+    return paths
 
 
 def _pair(text: str) -> tuple[str, str]:
