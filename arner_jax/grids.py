@@ -143,9 +143,13 @@ def loss_ablation() -> list[Configuration]:
         python -m arner_jax.sweep --preset loss_ablation --output_path sweeps/losses_arbert \\
             --bert_model UBC-NLP/ARBERTv2 ...      # the same comparison on a pretrained encoder
 
-    Expected: nested-unified-var is the run of README's Results (val 0.4802 / test 0.4772 on 2 CPU cores,
-    3.2 s per epoch, 15 epochs); the other 29 rows have not been run to the end yet (30 x 3 seeds is about
-    2.5 hours on 2 CPU cores). `--smoke`: 30 one-epoch runs on the synthetic corpus, about 5 minutes.
+    Expected: nested-unified-var has the defaults of README's Results row "Wojood sample, nested, kept
+    by val loss" (val 0.4802 / test 0.4772, 15 epochs of 3.2 s on 2 CPU cores); the other rows have not
+    been run to the end yet (estimated 1.5-2.5 hours for 30 x 3 seeds on 2 CPU cores). Two checks are
+    built in: the flat tagger has one head, so its variance penalty is 0 and each flat-*-var row repeats
+    its flat-* row; Tversky with alpha 0.5 is Dice (SPEC 4) up to the smoothing term, so their rows agree.
+    `--smoke`: 30 one-epoch runs on the synthetic corpus, 9.5 minutes on the shared 2-core CPU machine
+    (each loss x kind compiles its programs, 25-41 s; the others 3-9 s).
     """
     return [Configuration(name=f"{kind}-{suffix}", preset=preset,
                           settings=dict(kind=kind, loss=loss, var_penalty=penalty),

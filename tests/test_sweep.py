@@ -99,6 +99,28 @@ def test_only_selects_by_name_or_glob(tmp_path, capsys):
     assert code == 2 and "matches no configuration" in err and UM6P_CE in err
 
 
+def test_a_sweep_folder_keeps_its_settings_and_grows_by_rows_and_seeds(tmp_path, capsys):
+    """sweep.json merges other --only selections, more seeds and shards; changed settings are refused."""
+    from arner_jax import sweep
+    from arner_jax.grids import get_grid
+    from arner_jax.run_folder import atomic_write_json
+
+    grid, out = get_grid("um6p_table"), tmp_path / "sweep"
+    runs = sweep.plan(grid, 1, True, only=["nested-*"])
+    out.mkdir()
+    atomic_write_json(out / sweep.SWEEP, sweep.grid_record(grid, runs, True, 1, (1, 1), len(runs), out))
+    more = sweep.plan(grid, 2, True, only=["mtn-arbertv2-ce", "nested-qarib-ce"])
+    record = sweep.grid_record(grid, more, True, 2, (2, 3), 2, out)
+    assert len(record["configurations"]) == 13 and set(record["shards"]) == {"1/1", "2/3"}
+    assert [c["name"] for c in record["configurations"]][-1] == "mtn-arbertv2-ce"  # in the grid's order
+    assert {c["name"]: c["seeds"] for c in record["configurations"]}["nested-qarib-ce"] == 2
+    smoke = ["--preset", "um6p_table", "--smoke", "--output_path", str(out), "--dry_run", "--only", "nested-qarib-ce"]
+    code, _, err = sweep_exit([*smoke, "--max_epochs", "2"], capsys)
+    assert code == 2 and "nested-qarib-ce ran with other settings (max_epochs)" in err
+    code, _, err = sweep_exit(smoke[:2] + smoke[3:], capsys)  # the same folder without --smoke
+    assert code == 2 and "holds the sweep of grid um6p_table (smoke)" in err
+
+
 @pytest.mark.parametrize("flags, needle", [
     (["--loss", "ce"], "--loss: the grid um6p_table sets it per configuration"),
     (["--bert_model", "x"], "--encoder HUB_ID=FOLDER"),
