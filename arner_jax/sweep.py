@@ -1,0 +1,437 @@
+"""Sweeps: every configuration of a grid x every seed, one run folder each, restartable and shardable.
+
+    python -m arner_jax.sweep --preset um6p_table --output_path DIR [--seeds N] [--smoke] [--shard I/N]
+                              [--only PATTERN] [--dry_run] [--encoder HUB_ID=FOLDER] [training flags]
+
+Owns running a grid (arner_jax.grids) and the sweep folder's layout:
+  DIR/sweep.json                 the grid: its configurations with their settings, labels and published
+                                 figures, seeds, notes, shards that ran; what the report expects
+  DIR/sweep.log                  one line per event: run started, finished (with F1), skipped, failed
+  DIR/failures.json              the runs whose last attempt failed, one line of error each
+  DIR/<configuration>/seed<k>/   the run folder of seed k (RunConfig seed 3407 + k); a failed run keeps
+                                 its exception (type, message, traceback) in sweep_failure.json there
+Runs go one after another in this process through `train_and_evaluate`, so programs compiled by
+one run are loaded by the next from JAX's persistent compilation cache. Started again with the
+same command a sweep skips finished runs (metrics.json), resumes interrupted ones from their
+checkpoints and trains the rest; a failing run (an encoder that cannot be loaded, any exception)
+is recorded and the sweep goes on, exiting with status 1 at the end. `--shard I/N` runs every
+N-th run from the I-th, so N machines share a grid; their run folders merge in one DIR (a shared
+disk, or copied together) for `python -m arner_jax.report DIR`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import shlex
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from arner_jax import run_folder
+from arner_jax.config import RunConfig
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, one_line
+from arner_jax.grids import GRIDS, Configuration, Grid, get_grid
+from arner_jax.presets import SMOKE_OFFLINE
+
+FORMAT = "arner_jax-sweep/1"
+SWEEP, LOG, FAILURES = "sweep.json", "sweep.log", "failures.json"
+FAILURE = "sweep_failure.json"  # in a run folder: the exception of its last attempt
+DATA_FLAGS = ("train_path", "val_path", "test_path")
+
+
+def run_dir(root: str | Path, configuration: str, seed_index: int) -> Path:
+    """The run folder of one configuration's seed `seed_index` in a sweep folder."""
+    return Path(root) / configuration / f"seed{seed_index}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    configuration: Configuration  # with the sweep's encoder folders applied
+    seed_index: int
+    config: RunConfig
+
+    @property
+    def id(self) -> str:
+        return f"{self.configuration.name}/seed{self.seed_index}"
+
+
+@dataclasses.dataclass
+class SweepResult:
+    """What one invocation did with its share of the runs."""
+
+    runs: list[str]  # this shard's runs, in order
+    trained: list[str] = dataclasses.field(default_factory=list)
+    skipped: list[str] = dataclasses.field(default_factory=list)  # finished before
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)  # run -> one line of error
+
+
+# ---------------------------------------------------------------------- the plan
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), 1 <= I <= N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r}: must be I/N, e.g. 2/3 (the second of three machines)") from None
+    if not 1 <= index <= count:
+        raise UserError(f"--shard {text!r}: needs 1 <= I <= N")
+    return index, count
+
+
+def select(grid: Grid, only: Sequence[str] = ()) -> list[Configuration]:
+    """The grid's configurations whose names match one of the `only` globs (all when none is given)."""
+    if not only:
+        return list(grid.configurations)
+    patterns = [p.strip() for text in only for p in text.split(",") if p.strip()]
+    chosen = [c for c in grid.configurations if any(fnmatch.fnmatchcase(c.name, p) for p in patterns)]
+    if not chosen:
+        raise UserError(f"--only {','.join(patterns)}: matches no configuration of {grid.name}; its names: "
+                        + ", ".join(c.name for c in grid.configurations))
+    return chosen
+
+
+def with_encoders(configuration: Configuration, encoders: dict[str, str]) -> Configuration:
+    """The configuration with its encoder replaced by the folder given for its hub id (--encoder HUB_ID=FOLDER)."""
+    name = configuration.settings.get("bert_model")
+    if name not in encoders:
+        return configuration
+    return dataclasses.replace(configuration, settings={**configuration.settings, "bert_model": encoders[name]})
+
+
+def plan(grid: Grid, seeds: int = 1, smoke: bool = False, overrides: dict[str, Any] | None = None,
+         only: Sequence[str] = (), encoders: dict[str, str] | None = None) -> list[Run]:
+    """Every run of the sweep, in order: seed 0 of every configuration, then seed 1, ... (so a partial
+    sweep fills the whole table first)."""
+    from arner_jax.train.experiment import absolute_inputs
+
+    if seeds < 1:
+        raise UserError(f"--seeds {seeds}: must be at least 1")
+    configurations = [with_encoders(c, encoders or {}) for c in select(grid, only)]
+    return [Run(c, k, absolute_inputs(c.run_config(k, smoke, **(overrides or {}))))
+            for k in range(seeds) for c in configurations]
+
+
+def take_shard(runs: Sequence[Run], shard: tuple[int, int]) -> list[Run]:
+    """Shard I/N's runs: every N-th run from the I-th (deterministic, disjoint, together all runs)."""
+    index, count = shard
+    return list(runs[index - 1::count])
+
+
+def command(run: Run, root: str | Path, smoke: bool = False, overrides: dict[str, Any] | None = None) -> str:
+    """The `python -m arner_jax.train` command that trains the same run on its own."""
+    settings = {**run.configuration.settings, **(overrides or {})}
+    if smoke:  # the smoke variant ignores them
+        settings = {k: v for k, v in settings.items() if k not in SMOKE_OFFLINE}
+    words = ["python", "-m", "arner_jax.train", "--preset", run.configuration.preset] + (["--smoke"] if smoke else [])
+    for name in settings:
+        value = getattr(run.config, name)  # as the run will use it (paths absolute)
+        if value is None or value is False:
+            continue
+        words.append(f"--{name}")
+        if value is not True:
+            words.extend(str(v) for v in (value if isinstance(value, tuple) else (value,)))
+    words += ["--seed", str(run.config.seed), "--output_path", str(run_dir(root, run.configuration.name,
+                                                                            run.seed_index))]
+    return shlex.join(words)
+
+
+STATES = ("finished", "failed", "interrupted", "damaged", "new")
+
+
+def status(folder: Path) -> str:
+    """One of STATES: finished, failed (its last attempt), interrupted (resumable), damaged (to start
+    again: a run folder without its settings, or other files), new."""
+    if (folder / run_folder.METRICS).is_file():
+        return "finished"
+    if (folder / FAILURE).is_file():
+        return "failed"
+    if run_folder.is_run_folder(folder) and (folder / run_folder.CONFIG).is_file():
+        return "interrupted"
+    return "damaged" if folder.is_dir() and any(folder.iterdir()) else "new"
+
+
+# ---------------------------------------------------------------------- sweep.json
+def grid_record(grid: Grid, runs: Sequence[Run], smoke: bool, seeds: int, shard: tuple[int, int],
+                shard_runs: int, root: Path) -> dict:
+    """sweep.json for the sweep's runs (all shards), merged with the one already in `root` (other --only selections,
+    more seeds, other shards); a configuration whose settings changed is refused, since its finished
+    runs would not be comparable with the new ones."""
+    configurations = {}
+    for run in runs:
+        c = run.configuration
+        if c.name not in configurations:
+            config = json.loads(json.dumps(run.config.replace(seed=run.config.seed - run.seed_index).to_dict()))
+            configurations[c.name] = {"name": c.name, "preset": c.preset, "labels": c.labels, "paper": c.paper,
+                                      "seeds": seeds, "run_config": config}
+    shards = {f"{shard[0]}/{shard[1]}": {"host": socket.gethostname(), "runs": shard_runs,
+                                         "time": time.strftime("%Y-%m-%d %H:%M:%S")}}
+    path = root / SWEEP
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if (old.get("grid"), old.get("smoke")) != (grid.name, smoke):
+            raise UserError(f"{root}: holds the sweep of grid {old.get('grid')}{' (smoke)' * bool(old.get('smoke'))}; "
+                            "give another --output_path, or the same --preset and --smoke")
+        for entry in old["configurations"]:
+            new = configurations.get(entry["name"])
+            if new is None:
+                configurations[entry["name"]] = entry
+                continue
+            changed = sorted(k for k in {**entry["run_config"], **new["run_config"]}
+                             if entry["run_config"].get(k) != new["run_config"].get(k))
+            if changed:
+                raise UserError(f"{root}: {entry['name']} ran with other settings ({', '.join(changed)}); give the "
+                                "same flags as before, or another --output_path")
+            new["seeds"] = max(new["seeds"], entry["seeds"])
+        shards = {**old.get("shards", {}), **shards}
+    order = {c.name: i for i, c in enumerate(grid.configurations)}
+    return {"format": FORMAT, "grid": grid.name, "description": grid.summary,
+            "smoke": smoke, "notes": list(grid.notes),
+            "configurations": sorted(configurations.values(), key=lambda e: order.get(e["name"], len(order))),
+            "shards": shards}
+
+
+def read_record(root: str | Path) -> dict:
+    """A sweep folder's sweep.json; UserError when it has none."""
+    path = Path(root) / SWEEP
+    if not path.is_file():
+        raise UserError(f"{root}: no {SWEEP}; pass the --output_path of a sweep (python -m arner_jax.sweep)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_failures(root: Path, record: dict) -> list[dict]:
+    """failures.json: every run of the sweep whose last attempt failed (read from the run folders, so
+    that shards sharing DIR see each other's)."""
+    failures = []
+    for entry in record["configurations"]:
+        for seed_index in range(entry["seeds"]):
+            folder = run_dir(root, entry["name"], seed_index)
+            if (folder / FAILURE).is_file() and not (folder / run_folder.METRICS).is_file():
+                failure = json.loads((folder / FAILURE).read_text(encoding="utf-8"))
+                failures.append({key: failure[key] for key in ("run", "type", "error", "time")})
+    run_folder.atomic_write_json(root / FAILURES, failures)
+    return failures
+
+
+# ---------------------------------------------------------------------- running
+class Progress:
+    """Progress lines: printed, and appended to DIR/sweep.log with the time."""
+
+    def __init__(self, root: Path, echo: Callable[[str], None] = print):
+        self.path, self.echo = root / LOG, echo
+
+    def __call__(self, message: str) -> None:
+        self.echo(message)
+        with open(self.path, "a", encoding="utf-8") as log:
+            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:02.0f} min"
+
+
+def _train(run: Run, folder: Path) -> tuple[dict, str]:
+    """Train, resume or restart one run folder; returns its metrics and what was done."""
+    from arner_jax.train.experiment import train_and_evaluate
+
+    (folder / FAILURE).unlink(missing_ok=True)  # a new attempt: the old failure no longer stands
+    if status(folder) == "interrupted":
+        return train_and_evaluate(None, folder, resume=True), "resumed"
+    restart = folder.is_dir() and any(folder.iterdir())  # a run folder stopped before it saved its settings
+    return train_and_evaluate(run.config, folder, overwrite=restart), "restarted" if restart else "new"
+
+
+def _record_failure(run: Run, folder: Path, err: Exception) -> str:
+    line = one_line(str(err)) or type(err).__name__
+    folder.mkdir(parents=True, exist_ok=True)
+    run_folder.atomic_write_json(folder / FAILURE, {
+        "run": run.id, "type": type(err).__name__, "error": line, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "traceback": traceback.format_exception(type(err), err, err.__traceback__)})
+    return f"{type(err).__name__}: {line}"
+
+
+def run_sweep(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke: bool = False,
+              only: Sequence[str] = (), shard: tuple[int, int] = (1, 1), overrides: dict[str, Any] | None = None,
+              encoders: dict[str, str] | None = None, compilation_cache: str | Path | None = None,
+              echo: Callable[[str], None] = print) -> SweepResult:
+    """Train this shard's runs of a grid into `output_path`, skipping finished ones; see the module docstring.
+
+    `overrides`: RunConfig settings for every run (data paths, epochs, dtype; not those the grid varies);
+    `encoders`: hub id -> local folder; `compilation_cache`: a folder for JAX's persistent cache (None:
+    as it is). Raises Preempted when SIGTERM stopped a run (it resumes when the sweep is started again).
+    """
+    import gc
+
+    import jax
+
+    from arner_jax.train import runtime
+    from arner_jax.train.loop import Preempted
+
+    grid, root = get_grid(grid_name), Path(output_path)
+    everything = plan(grid, seeds, smoke, overrides, only, encoders)
+    runs = take_shard(everything, shard)
+    record = grid_record(grid, everything, smoke, seeds, shard, len(runs), root)
+    root.mkdir(parents=True, exist_ok=True)
+    run_folder.atomic_write_json(root / SWEEP, record)
+    if compilation_cache:
+        runtime.enable_compilation_cache(compilation_cache)
+    say = Progress(root, echo)
+    result = SweepResult([r.id for r in runs])
+    todo = sum(status(run_dir(root, r.configuration.name, r.seed_index)) != "finished" for r in runs)
+    say(f"sweep {grid.name}{' (smoke)' * smoke}, shard {shard[0]}/{shard[1]}: {len(runs)} runs, "
+        f"{len(runs) - todo} finished before, {todo} to train; in {root.resolve()}")
+    seconds: list[float] = []
+    for i, run in enumerate(runs, 1):
+        folder = run_dir(root, run.configuration.name, run.seed_index)
+        head = f"[{i}/{len(runs)}] {run.id}"
+        if status(folder) == "finished":
+            result.skipped.append(run.id)
+            say(f"{head}: skipped (finished before)")
+            continue
+        left = todo - len(result.trained) - len(result.failed)
+        eta = f"about {duration(left * sum(seconds) / len(seconds))} left" if seconds else "time left: after a run"
+        say(f"{head}: training ({left - 1} more after it; {eta})")
+        start = time.perf_counter()
+        try:
+            metrics, how = _train(run, folder)
+        except Preempted:
+            say(f"{head}: preempted (SIGTERM); the same command resumes it")
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of one run is recorded; the sweep goes on
+            result.failed[run.id] = _record_failure(run, folder, err)
+            say(f"{head}: FAILED: {result.failed[run.id]}")
+            write_failures(root, record)
+            continue
+        finally:
+            # The next run builds its own jitted functions (found again in the persistent cache): the
+            # in-memory executables of this one would only grow the process over a long sweep.
+            jax.clear_caches()
+            gc.collect()
+        seconds.append(time.perf_counter() - start)
+        result.trained.append(run.id)
+        say(f"{head}: finished ({how}) in {duration(seconds[-1])}: val F1 {metrics['val']['f1']:.4f}, "
+            f"test F1 {metrics['test']['f1']:.4f}")
+    write_failures(root, record)
+    say(f"sweep {grid.name} shard {shard[0]}/{shard[1]} done: {len(result.trained)} trained, "
+        f"{len(result.skipped)} finished before, {len(result.failed)} failed"
+        + (f" (listed in {root / FAILURES})" if result.failed else "")
+        + f"; table: python -m arner_jax.report {root}")
+    return result
+
+
+# ---------------------------------------------------------------------- command line
+def build_parser() -> ArgumentParser:
+    # allow_abbrev=False: --seed (a training flag, refused) must not be read as --seeds
+    p = ArgumentParser(prog="python -m arner_jax.sweep", allow_abbrev=False,
+                       description="Train every configuration of a grid x seed, one run folder each; restartable.",
+                       epilog="Any other training flag (python -m arner_jax.train --help) applies to every run, e.g. "
+                              "--max_epochs 3 --dtype bfloat16, unless the grid varies it (--kind, --loss, ...).")
+    p.add_argument("--preset", required=True, choices=list(GRIDS), help="the grid (arner_jax.grids)")
+    p.add_argument("--output_path", required=True, help="the sweep folder: DIR/<configuration>/seed<k>/ per run")
+    p.add_argument("--seeds", type=int, default=1, help="runs per configuration; seed k is RunConfig seed 3407 + k")
+    p.add_argument("--smoke", action="store_true",
+                   help="each run's preset smoke variant: tiny encoder, synthetic corpus, one epoch (offline)")
+    p.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only the configurations whose names match a glob (nested-arbertv2-*); repeat or "
+                        "separate with commas; a name without * ? [ matches itself only")
+    p.add_argument("--shard", default="1/1", metavar="I/N", help="run every N-th run from the I-th (N machines)")
+    p.add_argument("--dry_run", action="store_true", help="list the runs and their training commands; train nothing")
+    p.add_argument("--encoder", action="append", default=[], metavar="HUB_ID=FOLDER",
+                   help="load this hub id's encoder from a local folder (machines without the hub)")
+    for name in DATA_FLAGS:
+        p.add_argument(f"--{name}", help="Wojood file (all three, or none: the Wojood sample shipped with arner_jax)")
+    p.add_argument("--compilation_cache", help="folder of JAX's persistent compilation cache "
+                                               "(default: ~/.cache/arner_jax/jax_compilation_cache)")
+    p.add_argument("--no_compilation_cache", action="store_true", help="do not use the persistent compilation cache")
+    return p
+
+
+def training_overrides(grid: Grid, argv: Sequence[str]) -> dict[str, Any]:
+    """The training flags given to the sweep, parsed by the training CLI's parser of each preset."""
+    from arner_jax.train.cli import RUN_FLAGS
+    from arner_jax.train.cli import build_parser as training_parser
+
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    for word in argv:
+        name = word[2:].split("=")[0] if word.startswith("--") else None
+        if name is None:
+            continue
+        if name not in fields:
+            raise UserError(f"--{name}: neither a flag of the sweep nor a training setting; see "
+                            "python -m arner_jax.sweep --help")
+        if name == "seed":
+            raise UserError("--seed: the sweep gives seed k of each configuration RunConfig seed 3407 + k; "
+                            "choose how many with --seeds N")
+        if name in grid.varied():
+            hint = "; --encoder HUB_ID=FOLDER loads an encoder from a local folder" if name == "bert_model" else ""
+            raise UserError(f"--{name}: the grid {grid.name} sets it per configuration{hint}")
+    given: dict[str, Any] = {}
+    for preset in dict.fromkeys(c.preset for c in grid.configurations):
+        args = training_parser(preset).parse_args(list(argv))
+        given.update({k: v for k, v in vars(args).items() if k not in RUN_FLAGS})
+    return given
+
+
+def dry_run(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke: bool = False,
+            only: Sequence[str] = (), shard: tuple[int, int] = (1, 1), overrides: dict[str, Any] | None = None,
+            encoders: dict[str, str] | None = None) -> list[Run]:
+    """Print this shard's runs, their state and the training command of each; writes nothing."""
+    grid = get_grid(grid_name)
+    everything = plan(grid, seeds, smoke, overrides, only, encoders)
+    runs = take_shard(everything, shard)
+    grid_record(grid, everything, smoke, seeds, shard, len(runs), Path(output_path))  # refuses changed settings
+    for i, run in enumerate(runs, 1):
+        print(f"[{i}/{len(runs)}] {run.id} ({status(run_dir(output_path, run.configuration.name, run.seed_index))})")
+        print(f"    {command(run, output_path, smoke, overrides)}")
+    return runs
+
+
+def main(argv: Sequence[str] | None = None) -> SweepResult | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with exit_on_user_error():
+        args, rest = build_parser().parse_known_args(argv)
+        options = {"seeds": args.seeds, "smoke": args.smoke, "only": args.only, "shard": parse_shard(args.shard),
+                   "overrides": {**training_overrides(get_grid(args.preset), rest), **_data_paths(args)},
+                   "encoders": dict(_pair(text) for text in args.encoder)}
+        if args.dry_run:
+            dry_run(args.preset, args.output_path, **options)
+            return None
+        from arner_jax.train import runtime
+        from arner_jax.train.cli import PREEMPTED_STATUS
+        from arner_jax.train.loop import Preempted
+
+        cache = None if args.no_compilation_cache else args.compilation_cache or runtime.default_cache_dir()
+        try:
+            result = run_sweep(args.preset, args.output_path, compilation_cache=cache, **options)
+        except Preempted as stop:
+            print(f"preempted: {stop}; run the same command again to continue", file=sys.stderr)
+            raise SystemExit(PREEMPTED_STATUS) from None
+    if result.failed:
+        raise SystemExit(1)
+    return result
+
+
+def _data_paths(args) -> dict[str, str]:
+    """--train_path/--val_path/--test_path, checked up front (a missing file would fail every run)."""
+    paths = {name: getattr(args, name) for name in DATA_FLAGS if getattr(args, name)}
+    for name, path in paths.items():
+        if not Path(path).is_file():
+            raise UserError(f"--{name} {path}: no such file")
+    return paths
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise UserError(f"--encoder {text!r}: must be HUB_ID=FOLDER, e.g. UBC-NLP/ARBERTv2=/models/arbertv2")
+    return name, folder
+
+
+if __name__ == "__main__":
+    main()
