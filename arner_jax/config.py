@@ -149,6 +149,21 @@ class RunConfig:
             return self.lr
         return fine_tune_lr if self.bert_model else SCRATCH_LR
 
+    def with_absolute_inputs(self) -> RunConfig:
+        """Input paths made absolute, so that a resume from another working directory reads the same files.
+
+        Hub ids stay as they are; an encoder or `datasets` folder that exists here becomes absolute.
+        """
+        from pathlib import Path
+
+        changes = {name: str(Path(getattr(self, name)).expanduser().resolve())
+                   for name in ("train_path", "val_path", "test_path") if getattr(self, name)}
+        for name in ("bert_model", "dataset"):
+            value = getattr(self, name)
+            if value and Path(value).expanduser().is_dir():
+                changes[name] = str(Path(value).expanduser().resolve())
+        return self.replace(**changes)
+
     def replace(self, **changes: Any) -> RunConfig:
         return dataclasses.replace(self, **changes)
 

@@ -19,10 +19,12 @@ import json
 import math
 import statistics
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from arner_jax import run_folder, sweep
+from arner_jax import run_folder
+from arner_jax import sweep_folder as sweep
 from arner_jax.errors import ArgumentParser, exit_on_user_error
 
 MARKDOWN, CSV, JSON = "results.md", "results.csv", "results.json"

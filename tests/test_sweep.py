@@ -20,11 +20,11 @@ UM6P_CE = "nested-arbertv2-ce"
 
 def sweep_exit(argv: list[str], capsys) -> tuple[int, str, str]:
     """The sweep CLI in-process: its exit status, stdout and stderr."""
-    from arner_jax import sweep
+    from arner_jax.train import sweep as train_sweep
 
     capsys.readouterr()
     try:
-        sweep.main(argv)
+        train_sweep.main(argv)
         code = 0
     except SystemExit as stop:
         code = stop.code
@@ -56,24 +56,24 @@ def test_dry_run_lists_every_configuration_and_seed(tmp_path, capsys):
 ])
 def test_the_listed_commands_train_the_same_runs(grid, smoke, flags, tmp_path, capsys):
     """Each command of --dry_run, read by the training CLI, gives the RunConfig the sweep trains."""
-    from arner_jax import sweep
+    from arner_jax import sweep_folder as sweep
     from arner_jax.grids import get_grid
     from arner_jax.presets import get_preset
     from arner_jax.train import cli
-    from arner_jax.train.experiment import absolute_inputs
+    from arner_jax.train import sweep as train_sweep
 
     extra = ["--smoke"] * smoke + flags
     commands = dry_run(tmp_path, capsys, "--preset", grid, *extra)
-    runs = sweep.plan(get_grid(grid), 1, smoke, sweep.training_overrides(get_grid(grid), flags))
+    runs = sweep.plan(get_grid(grid), 1, smoke, train_sweep.training_overrides(get_grid(grid), flags))
     assert len(commands) == len(runs)
     for words, run in zip((c.split() for c in commands), runs):
         args = cli.build_parser(words[4]).parse_args(words[3:])
         given = {k: v for k, v in vars(args).items() if k not in cli.RUN_FLAGS}
-        assert absolute_inputs(get_preset(args.preset).config(args.smoke, **given)) == run.config, run.id
+        assert get_preset(args.preset).config(args.smoke, **given).with_absolute_inputs() == run.config, run.id
 
 
 def test_shards_partition_the_runs_deterministically(tmp_path, capsys):
-    from arner_jax import sweep
+    from arner_jax import sweep_folder as sweep
     from arner_jax.grids import get_grid
 
     runs = [r.id for r in sweep.plan(get_grid("um6p_table"), seeds=2)]
@@ -101,7 +101,7 @@ def test_only_selects_by_name_or_glob(tmp_path, capsys):
 
 def test_a_sweep_folder_keeps_its_settings_and_grows_by_rows_and_seeds(tmp_path, capsys):
     """sweep.json merges other --only selections, more seeds and shards; changed settings are refused."""
-    from arner_jax import sweep
+    from arner_jax import sweep_folder as sweep
     from arner_jax.grids import get_grid
     from arner_jax.run_folder import atomic_write_json
 
@@ -142,9 +142,9 @@ def failing_sweep(tmp_path_factory, compilation_cache):
     um6p_table's nested-arbertv2-ce --smoke, whose programs the kill test then finds in the cache),
     `missing-ce` names an encoder mapped by --encoder to a folder that does not exist, and
     `scratch-ce-var` is shard 2's, never started."""
-    from arner_jax import sweep
     from arner_jax.grids import GRIDS, Configuration, Grid
     from arner_jax.presets import PRESETS
+    from arner_jax.train import sweep as train_sweep
 
     smoke = PRESETS["wojood_nested"].config(smoke=True, loss="ce", var_penalty=0.0, lr=2e-5).to_dict()
     settings = {k: v for k, v in smoke.items() if k != "seed"}
@@ -162,7 +162,7 @@ def failing_sweep(tmp_path_factory, compilation_cache):
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(GRIDS, tiny.name, tiny)
         try:
-            sweep.main(argv)
+            train_sweep.main(argv)
             code = 0
         except SystemExit as stop:
             code = stop.code

@@ -29,17 +29,6 @@ from arner_jax.train.prepare import agree_across_processes, check_inputs, prepar
 log = logging.getLogger("arner_jax")
 
 
-def absolute_inputs(config: RunConfig) -> RunConfig:
-    """Input paths made absolute, so that a resume from another working directory reads the same files."""
-    changes = {name: str(Path(getattr(config, name)).expanduser().resolve())
-               for name in ("train_path", "val_path", "test_path") if getattr(config, name)}
-    for name in ("bert_model", "dataset"):  # hub ids stay as they are; local folders become absolute
-        value = getattr(config, name)
-        if value and Path(value).expanduser().is_dir():
-            changes[name] = str(Path(value).expanduser().resolve())
-    return config.replace(**changes)
-
-
 def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, overwrite: bool = False,
                        resume: bool = False) -> dict:
     """Train `config` in `output_path` and return its metrics (also in output_path/metrics.json).
@@ -59,7 +48,7 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
     elif config is None:
         raise ValueError("a new run needs its RunConfig (config=None only resumes)")
     else:
-        config = absolute_inputs(config)
+        config = config.with_absolute_inputs()
     # a resume with checkpoints can do without the pretrained weights; one without starts from them
     has_checkpoints = resume and bool(run_folder.complete_steps(run_dir / run_folder.LATEST))
     inputs = check_inputs(config, run_dir if resume else None, encoder_required=not has_checkpoints)
