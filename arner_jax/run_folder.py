@@ -16,7 +16,8 @@ files); files inside the folder are recorded relative to it (a moved folder stil
 Every file is written through a temporary file and a rename, so a reader never sees half of
 one. Loading is read-only: `load_run` never creates, deletes or cleans anything in the folder,
 so predicting or evaluating while the run trains cannot disturb it.
-Format versions: arner_jax-run/2 is written; arner_jax-run/1 (before model families) is read.
+Format versions: arner_jax-run/2 is written; arner_jax-run/1 (before model families, with the
+encoder's layers saved one by one instead of stacked for the scan) is read.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from arner_jax.config import RunConfig
-from arner_jax.encoders import EncoderConfig
+from arner_jax.encoders import EncoderConfig, stack_layer_params
 from arner_jax.errors import UserError
 from arner_jax.families import ModelFamily, family_for
 
@@ -307,6 +308,11 @@ def load_run(run_dir: str | Path, dtype: str | None = None) -> LoadedRun:
     if not steps:
         raise RunFolderError(f"{record.run_dir}: no kept model in {BEST} yet; wait for the first validation of the "
                              "run, or train it")
-    params, _ = read_checkpoint(record.run_dir / BEST / str(steps[-1]), template)
+    step_dir = record.run_dir / BEST / str(steps[-1])
+    if record.format == READABLE_FORMATS[0]:  # format 1 saved the encoder's layers one by one
+        params, _ = read_checkpoint(step_dir, None)
+        params = stack_layer_params(params)
+    else:
+        params, _ = read_checkpoint(step_dir, template)
     record.config = config
     return LoadedRun(record, tokenizer, record.encoder, model, params, record.family.max_length(config, record.encoder))
