@@ -20,6 +20,7 @@ from arner_jax import run_folder
 from arner_jax.config import RunConfig
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.families import family_for
+from arner_jax.metrics import format_per_type
 from arner_jax.presets import PRESETS, get_preset
 
 PREEMPTED_STATUS = 143  # 128 + SIGTERM: what a job scheduler expects of a process stopped by SIGTERM
@@ -116,6 +117,7 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
             raise SystemExit(PREEMPTED_STATUS) from None
     run_dir = Path(args.output_path)
     if distributed.is_primary():
+        print(f"\n{format_per_type(metrics['test'])}")
         print(f"\nval  micro-F1 {metrics['val']['f1']:.4f}   test micro-F1 {metrics['test']['f1']:.4f}  "
               f"({metrics['kind']}, kept epoch {metrics['best_epoch']} of {metrics['epochs_run']})")
         print(f"results in {run_dir.resolve()}: {run_folder.CONFIG}, {run_folder.METRICS}, predictions_val.txt, "
