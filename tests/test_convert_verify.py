@@ -37,9 +37,17 @@ def test_verify_fails_when_tolerance_not_met(tiny_bert_dir, capsys):
     assert "FAIL" in capsys.readouterr().out
 
 
+def exit_code(argv) -> int:
+    """The command's status: 0/1 returned, or 2 from its one-line user error (SystemExit)."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
 def test_folder_without_weights(tmp_path, tiny_bert_dir, capsys):
     shutil.copy(tiny_bert_dir / "config.json", tmp_path / "config.json")
-    assert main(["verify", "--hf_model", str(tmp_path)]) == 2
+    assert exit_code(["verify", "--hf_model", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no weights found" in err and "model.safetensors" in err and str(tmp_path) in err
 
@@ -49,7 +57,7 @@ def test_unsupported_architecture(tmp_path, tiny_bert_dir, capsys):
     config = json.loads((tmp_path / "m/config.json").read_text())
     config.update(model_type="gpt2", architectures=["GPT2Model"])
     (tmp_path / "m/config.json").write_text(json.dumps(config))
-    assert main(["verify", "--hf_model", str(tmp_path / "m")]) == 2
+    assert exit_code(["verify", "--hf_model", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "'gpt2'" in err and "not supported" in err and "config.json" in err
 
@@ -62,14 +70,15 @@ def test_shapes_that_contradict_the_config(tmp_path, tiny_bert_dir, capsys, key,
     config = json.loads((tmp_path / "m/config.json").read_text())
     config[key] = value
     (tmp_path / "m/config.json").write_text(json.dumps(config))
-    assert main(["verify", "--hf_model", str(tmp_path / "m")]) == 2
+    assert exit_code(["verify", "--hf_model", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert "do not match config.json" in err and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("error: ")
 
 
 def test_hub_id_offline_is_a_clear_error(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert main(["verify", "--hf_model", "arner-jax-tests/no-such-model"]) == 2
+    assert exit_code(["verify", "--hf_model", "arner-jax-tests/no-such-model"]) == 2
     assert "not a local folder" in capsys.readouterr().err
 
 

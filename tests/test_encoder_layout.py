@@ -2,7 +2,6 @@
 folders, the attention implementations and the remat policies."""
 from __future__ import annotations
 
-import json
 import warnings
 
 import jax
@@ -22,10 +21,8 @@ from arner_jax.encoders import (
 from arner_jax.encoders.hf_weights import expand_table
 from arner_jax.encoders.model import resolve_attention
 from arner_jax.tagger import Tagger
-from tests.conftest import REPO, save_tiny_hf_model
+from tests.conftest import save_tiny_hf_model
 from tests.test_encoder_parity import TOL, batch, max_diff, torch_hidden
-
-FORMAT1 = REPO / "tests" / "fixtures" / "format1"
 
 
 def tiny_config(**changes) -> EncoderConfig:
@@ -84,28 +81,6 @@ def test_old_layout_tree_gives_the_old_outputs(tmp_path):
     ids, mask = batch("bert")
     out = Encoder(config).apply({"params": params}, jnp.asarray(ids), jnp.asarray(mask))
     assert max_diff(out, torch_hidden(model, ids, mask), mask) <= TOL
-
-
-def test_format1_run_folder_predicts_as_it_did(monkeypatch):
-    """A run folder saved before the scan (per-layer parameters): restored with the per-layer
-    template and stacked, the tagger gives the logits that version recorded."""
-    from arner_jax.predict import NERTagger
-    from arner_jax.train import checkpoints
-
-    run_dir = FORMAT1 / "nested"
-    if not run_dir.is_dir():
-        pytest.skip(f"{run_dir} not found")
-    read = checkpoints.read_best_params
-
-    def read_per_layer(folder, template):
-        params, meta = read(folder, jax.eval_shape(unstack_layer_params, template))
-        return stack_layer_params(params), meta
-
-    monkeypatch.setattr(checkpoints, "read_best_params", read_per_layer)
-    expected = json.loads((run_dir / "expected.json").read_text(encoding="utf-8"))
-    tagger = NERTagger.from_pretrained(run_dir)
-    for got, want in zip(tagger.tag_words(expected["words"]), expected["word_logits"], strict=True):
-        np.testing.assert_allclose(got["logits"], np.asarray(want, np.float32), atol=TOL, rtol=0)
 
 
 # ----------------------------------------------------------------------------- attention
