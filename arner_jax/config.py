@@ -20,8 +20,10 @@ from arner_jax.errors import UserError
 # A from-scratch encoder needs a far larger step than fine-tuning a pretrained one (2e-5).
 SCRATCH_LR = 5e-4
 LOSSES = ("unified", "ce", "focal", "dice", "tversky")
-ATTENTION = ("auto", "xla", "einsum", "cudnn")
-REMAT = ("none", "full", "dots", "dots_no_batch")
+# The encoder's choices (arner_jax.encoders.model: ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES), written
+# here too so that this module imports no JAX; tests/test_config.py checks they agree.
+ATTENTION = ("auto", "einsum", "xla", "cudnn")
+REMAT = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 
 
 class ConfigError(UserError, ValueError):
@@ -60,10 +62,13 @@ class RunConfig:
                              "split into overlapping windows (span models: SpanMarker's model_max_length)")
     dropout: float = _field(0.1, "dropout before the heads")
     dtype: str = _field("float32", "compute dtype (parameters and optimizer stay float32)", ("float32", "bfloat16"))
-    attention: str = _field("auto", "attention implementation: auto picks cuDNN flash attention on GPU in "
-                            "bfloat16 when it applies, else XLA", ATTENTION)
-    remat: str = _field("none", "recompute each encoder layer's activations in the backward pass (saves memory): "
-                        "none, full, or keep the matmul outputs (dots, dots_no_batch)", REMAT)
+    attention: str = _field("auto", "attention implementation: auto keeps BERT's attention dropout in training "
+                            "(einsum) and uses jax.nn.dot_product_attention otherwise (cuDNN flash attention on "
+                            "GPU in bfloat16); einsum, xla, cudnn force one (only einsum has attention dropout)",
+                            ATTENTION)
+    remat: str = _field("none", "recompute encoder activations in the backward pass to save memory: full (keep "
+                        "each layer's input), dots_saveable (keep matmul outputs), dots_with_no_batch_dims_saveable "
+                        "(keep the dense projections)", REMAT)
     scratch_vocab_size: int = _field(4000, "WordPiece vocabulary of the from-scratch encoder")
     scratch_hidden_size: int = _field(128, "hidden size of the from-scratch encoder")
     scratch_layers: int = _field(2, "layers of the from-scratch encoder")

@@ -229,7 +229,8 @@ class TaggerFamily(ModelFamily):
     def build(self, config, encoder, labels, tokenizer) -> Tagger:
         num_heads, num_classes = head_shape(KINDS[config.kind], labels)
         return Tagger(encoder, num_heads, num_classes, dropout=config.dropout,
-                      dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
+                      dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32, attention=config.attention,
+                      remat=config.remat)
 
     def example_batch(self, labels) -> dict[str, np.ndarray]:
         return {"input_ids": np.zeros((1, 8), np.int32)}

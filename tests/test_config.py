@@ -53,3 +53,10 @@ def test_smoke_variant_ignores_encoder_and_data_overrides():
     smoke = PRESETS["wojood_nested"].config(True, bert_model="UBC-NLP/ARBERTv2", train_path="t.txt",
                                             val_path="v.txt", test_path="x.txt", loss="ce")
     assert (smoke.bert_model, smoke.train_path, smoke.synthetic, smoke.loss) == (None, None, True, "ce")
+
+
+def test_attention_and_remat_choices_are_the_encoders():
+    from arner_jax.config import ATTENTION, REMAT
+    from arner_jax.encoders import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
+
+    assert set(ATTENTION) == set(ATTENTION_IMPLEMENTATIONS) and set(REMAT) == set(REMAT_POLICIES)

@@ -164,7 +164,8 @@ class SpanFamily(ModelFamily):
     def build(self, config, encoder, labels, tokenizer) -> SpanMarker:
         start, end = add_markers(tokenizer)
         return SpanMarker(encoder, len(labels), start, end, dropout=config.dropout,
-                          dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32)
+                          dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32, attention=config.attention,
+                          remat=config.remat)
 
     def example_batch(self, labels) -> dict[str, np.ndarray]:
         one, slots = np.ones((1,), np.int32), np.zeros((1, 2), np.int32)
