@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from tests.conftest import shared_path
 
 
+@pytest.mark.slow
 def test_benchmark_runner_smoke(tmp_path):
     from benchmarks import run
 
@@ -32,6 +34,7 @@ def test_scorer_benchmark_smoke(tmp_path):
     assert machine["versions"]["seqeval"] == "1.2.2" and machine["cpu"] and "isa" in machine
 
 
+@pytest.mark.slow
 def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path, monkeypatch):
     """benchmarks.gpu end to end on the CPU with a tiny encoder: the cuDNN variant falls back to
     XLA attention with its reason, every figure of the summary is there, the JSON is written."""
