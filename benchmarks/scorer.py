@@ -15,7 +15,6 @@ import json
 import os
 import statistics
 import time
-from importlib.metadata import version
 from itertools import cycle, islice
 from pathlib import Path
 from typing import Callable
@@ -24,9 +23,9 @@ import numpy as np
 
 from arner_jax.data.wojood import read_wojood
 from arner_jax.metrics import score_tags
+from benchmarks.machine import machine
 
 DATA = Path(os.environ.get("ARNER_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data/wojood_sample"
-ISA_FLAGS = ("avx2", "avx512")  # flag prefixes: every avx512* and amx* flag present is listed
 FAST_REPEATS = 20  # the fast path takes milliseconds: more runs for a steady median
 
 
@@ -63,23 +62,6 @@ def timed(fn: Callable[[], dict], repeats: int) -> tuple[dict, dict]:
     return result, {"median": statistics.median(seconds), "min": min(seconds), "max": max(seconds), "n": repeats}
 
 
-def machine() -> dict:
-    """CPU model, ISA extensions, cores and threads (from /proc/cpuinfo), and library versions."""
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    fields: dict[str, str] = {}
-    for line in info.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    flags = fields.get("flags", "").split()
-    return {
-        "cpu": fields.get("model name", "unknown"),
-        "isa": sorted(f for f in flags if f.startswith(ISA_FLAGS) or f.startswith("amx")),
-        "cores_per_socket": int(fields.get("cpu cores", 0)), "threads_per_socket": int(fields.get("siblings", 0)),
-        "logical_cpus_listed": info.count("processor\t:"), "usable_cpus": len(os.sched_getaffinity(0)),
-        "numpy": np.__version__, "seqeval": version("seqeval"),
-    }
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA, help="folder with the sample's train/val/test.txt")
@@ -89,8 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
     gold, pred, types = build_input(args.data, args.sentences, args.noise)
-    report = {"machine": machine(), "sentences": len(gold), "words": sum(map(len, gold)), "types": len(types),
-              "noise": args.noise}
+    report = {"machine": machine(("numpy", "seqeval")), "sentences": len(gold), "words": sum(map(len, gold)),
+              "types": len(types), "noise": args.noise}
     print(json.dumps(report["machine"]))
     for mode in ("nested", "flat"):
         nested = mode == "nested"

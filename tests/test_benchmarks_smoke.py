@@ -27,3 +27,11 @@ def test_scorer_benchmark_smoke(tmp_path):
                           "--out", str(out)])
     assert report["sentences"] == 40 and report["nested"]["identical"] and report["flat"]["identical"]
     assert json.loads(out.read_text())["machine"]["seqeval"] == "1.2.2"
+
+
+def test_span_marker_benchmark_says_why_it_skips(monkeypatch, capsys):
+    from benchmarks import span_marker_vs_pytorch
+
+    monkeypatch.delenv("ARNER_SPAN_MARKER_PYTHON", raising=False)
+    assert span_marker_vs_pytorch.main(["--epochs", "1"]) is None
+    assert "set ARNER_SPAN_MARKER_PYTHON" in capsys.readouterr().out

@@ -45,7 +45,8 @@ def row_layout(input_ids, segment, text_index, starts, ends, num_spans, start_id
     batch = jnp.arange(B)[:, None]
     # Unused slots scatter to position L, which mode="drop" discards.
     at_start, at_end = jnp.where(used, starts, L), jnp.where(used, ends, L)
-    ids = jnp.asarray(input_ids).at[batch, at_start].set(start_id, mode="drop").at[batch, at_end].set(end_id, mode="drop")
+    ids = jnp.asarray(input_ids).at[batch, at_start].set(start_id, mode="drop")
+    ids = ids.at[batch, at_end].set(end_id, mode="drop")
     partner = jnp.full((B, L), -1, jnp.int32)  # [B, L] row position of a marker's partner; -1: not a marker
     partner = partner.at[batch, at_start].set(ends, mode="drop").at[batch, at_end].set(starts, mode="drop")
     real = segment > 0
