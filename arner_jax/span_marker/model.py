@@ -38,7 +38,9 @@ PAD_POSITION = 1
 
 
 def row_layout(input_ids, segment, text_index, starts, ends, num_spans, start_id: int, end_id: int):
-    """Full-row token ids, position ids `[B, L]` and the 0/1 attention mask `[B, L, L]`."""
+    """Full-row token ids, position ids `[B, L]` and the 0/1 attention mask `[B, L, L]` of rows given
+    as spans.collate_rows gives them: input_ids, segment, text_index `[B, L]`; starts, ends `[B, K]`;
+    num_spans `[B]` (slots past it are unused)."""
     B, L = input_ids.shape
     K = starts.shape[1]
     used = jnp.arange(K)[None, :] < num_spans[:, None]  # [B, K]
