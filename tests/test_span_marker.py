@@ -243,13 +243,17 @@ def test_pytorch_span_marker_fixture_logits_and_predictions():
 
     model = SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model"), truncate=True)
     assert model.start_id == 1500 and model.end_id == 1501 and model.encoder.vocab_size == 1504
+    cases = _fixture_cases()
+    inputs = [case["input"] for case in cases]
     worst = 0.0
-    for case in _fixture_cases():
-        (spans, logits), = model.span_logits([case["input"]])
+    # All cases at once: their spans share rows (SpanMarker scored each text alone).
+    for (spans, logits), case in zip(model.span_logits(inputs), cases):
         expected = np.asarray(case["span_logits"])
         assert logits.shape == expected.shape
         worst = max(worst, float(np.abs(logits - expected).max()))
-        got = model.predict(case["input"])
+    predictions = model.predict(inputs)
+    predictions[-1] = model.predict(inputs[-1])  # and one text alone
+    for got, case in zip(predictions, cases):
         assert [{k: v for k, v in e.items() if k != "score"} for e in got] == \
                [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]
         np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in case["predictions"]], atol=1e-4)
