@@ -75,6 +75,12 @@ class EncodedSplit(abc.ABC):
     def collate(self, indices: Sequence[int], rows: int, length: int) -> dict[str, np.ndarray]:
         """A batch of `rows` rows (items `indices`, then empty rows) padded to `length` tokens."""
 
+    def max_item_length(self, max_length: int) -> int:
+        """The longest an item can be when the sentences were encoded with `max_length` (the largest
+        length bucket). An item is a window of at most max_length tokens unless the family adds
+        tokens of its own to a row (a span model's markers)."""
+        return max_length
+
     @abc.abstractmethod
     def word_tags(self, outputs: Sequence[dict]) -> WordTags:
         """Each sentence's predicted Wojood word tags (what the scorer and predictions files read)."""

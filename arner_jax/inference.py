@@ -2,7 +2,7 @@
 
 Owns: running the data-parallel eval step (arner_jax.parallel) over the items of an
 `EncodedSplit` in length-sorted batches padded to the fixed evaluation ladder
-(data.batching.EVAL_LENGTHS, capped at the model's maximum), so that validation, test,
+(data.batching.EVAL_LENGTHS, capped at the split's longest possible item), so that validation, test,
 `evaluate`, `predict`, `NERTagger` and `SpanMarkerModel` share their compiled programs;
 gathering each item's row of every prediction array; the mean batch loss; and scoring a
 labelled split with the Wojood metric. Few items get fewer rows per batch (the next power of
@@ -40,7 +40,7 @@ def run(parallel: DataParallel, params: Any, split: EncodedSplit, batch_size: in
     local = parallel.local_rows(rows)
     outputs: list[dict | None] = [None] * len(lengths)
     losses = []
-    for length, indices in eval_batches(lengths, rows, bucket_lengths(max_length)):
+    for length, indices in eval_batches(lengths, rows, bucket_lengths(split.max_item_length(max_length))):
         batch = split.collate(indices[local], local.stop - local.start, length)
         pred, loss = parallel.eval_step(params, batch)  # pred: every row of the global batch
         losses.append(loss)

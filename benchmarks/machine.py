@@ -24,6 +24,7 @@ def cpu() -> dict:
         "cores_per_socket": int(fields.get("cpu cores", 0) or 0),
         "threads_per_socket": int(fields.get("siblings", 0) or 0),
         "logical_cpus": info.count("processor\t:"), "usable_cpus": len(os.sched_getaffinity(0)),
+        "load_average": list(os.getloadavg()),  # other work on the machine skews a timing; say how much there was
     }
 
 
@@ -62,4 +63,5 @@ def describe(record: dict) -> str:
     v = ", ".join(f"{k} {val}" for k, val in record.get("versions", {}).items() if val)
     device = f"; {record['devices']} x {record['device_kind']} ({record['backend']})" if "backend" in record else ""
     return (f"{record['cpu']} ({isa_summary(record['isa'])}), {record['usable_cpus']} usable CPUs "
-            f"({record['cores_per_socket']} cores / {record['threads_per_socket']} threads per socket){device}; {v}")
+            f"({record['cores_per_socket']} cores / {record['threads_per_socket']} threads per socket), "
+            f"load average {record['load_average'][0]:.1f}{device}; {v}")

@@ -127,34 +127,36 @@ def compare(run, base, params, same_predictions: bool) -> dict:
             "same_predictions": same_predictions}
 
 
-def span_batches(n, slots=6, seed=1):
+def span_batches(n, max_spans=4, seed=1):
+    """Random texts with candidate spans, packed into rows as the span family packs them (several texts per
+    row), B - 1 rows per batch and a padding row."""
+    from arner_jax.span_marker import spans as S
+
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):
-        text_len = rng.integers(4, L + 1, B).astype(np.int32)
-        text_len[-1] = 0  # a padding row
-        ids = np.where(np.arange(L)[None] < text_len[:, None], rng.integers(5, VOCAB - 2, (B, L)), 0)
-        num_spans = np.minimum(rng.integers(1, slots + 1, B), text_len).astype(np.int32)
-        starts = rng.integers(1, 4, (B, slots)).astype(np.int32)
-        ends = starts + rng.integers(0, 3, (B, slots)).astype(np.int32)
-        mask = (np.arange(slots)[None] < num_spans[:, None]).astype(np.float32)
-        out.append({"input_ids": ids.astype(np.int32), "text_len": text_len, "starts": starts, "ends": ends,
-                    "num_spans": num_spans, "labels": rng.integers(0, 4, (B, slots)).astype(np.int32),
-                    "label_mask": mask})
+        pieces = []
+        for text in range(2 * B):
+            words = int(rng.integers(1, 5))
+            ids = np.concatenate([[2], rng.integers(5, VOCAB - 2, words), [3]]).astype(np.int32)
+            position = np.arange(1, words + 1, dtype=np.int32)
+            spans = S.candidate_spans(words, 2)
+            pieces.append(S.Piece(text, ids, position, position, 0, spans,
+                                  rng.integers(0, 4, len(spans)).astype(np.int32)))
+        rows = S.pack_rows(pieces, max_spans, L)[:B - 1]
+        out.append(S.collate_rows(pieces, rows, range(len(rows)), B, L, max_spans, 0))
     return out
-
-
 def span_runs():
     """The span model's steps (cross-entropy over real spans) on 1, 2 and 4 devices."""
     from arner_jax.span_marker.model import SpanMarker, SpanObjective
 
-    cfg = small_bert_config(VOCAB, hidden_size=32, num_layers=2, num_heads=2, max_positions=L + 2).replace(
+    cfg = small_bert_config(VOCAB, hidden_size=32, num_layers=2, num_heads=2, max_positions=L).replace(
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     model = SpanMarker(cfg, 4, VOCAB - 2, VOCAB - 1, dropout=0.0)
     data = span_batches(3)
     b0 = data[0]
-    params = jax.device_get(model.init(jax.random.PRNGKey(0), b0["input_ids"], b0["text_len"], b0["starts"],
-                                       b0["ends"], b0["num_spans"])["params"])
+    params = jax.device_get(model.init(jax.random.PRNGKey(0), b0["input_ids"], b0["segment"], b0["text_index"],
+                                       b0["starts"], b0["ends"], b0["num_spans"])["params"])
     bodies = StepBodies(SpanObjective(model.apply))
     runs = {}
     for wrapper, n in SPAN_CONFIGS:

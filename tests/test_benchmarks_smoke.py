@@ -52,3 +52,11 @@ def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path, monkeypatch):
     rows = {r["variant"]: r for r in report["summary"]}
     assert rows["ours cudnn"]["mfu"] > 0 and rows["ours cudnn"]["speedup_vs_eager"] > 0
     assert np.isfinite(ours["last_loss"]) and np.isfinite(eager["last_loss"])
+
+
+def test_span_marker_benchmark_says_why_it_skips(monkeypatch, capsys):
+    from benchmarks import span_marker_vs_pytorch
+
+    monkeypatch.delenv("ARNER_SPAN_MARKER_PYTHON", raising=False)
+    assert span_marker_vs_pytorch.main(["--epochs", "1"]) is None
+    assert "set ARNER_SPAN_MARKER_PYTHON" in capsys.readouterr().out

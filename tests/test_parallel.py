@@ -48,7 +48,7 @@ def test_span_model_trains_the_same_on_any_device_count(report, name):
 
 def test_each_step_compiles_once(report):
     for name, run in report.items():
-        if isinstance(run, dict) and "compiles_per_step" in run:
+        if isinstance(run, dict) and "compiles_per_step" in run:  # a training run (not the gradient report)
             assert run["compiles_per_step"][0] >= 1, name
             assert not any(run["compiles_per_step"][1:]), name
 

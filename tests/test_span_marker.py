@@ -49,39 +49,43 @@ def test_gold_spans_flat_and_nested():
 
 
 def test_attention_pattern_and_positions():
-    """row_layout against SPEC 7 written out with loops."""
+    """row_layout against SPEC 7 written out with loops, on a row holding two texts and a row holding one."""
     from arner_jax.span_marker.model import row_layout
 
-    Tw, K = 6, 3
-    ids = np.array([[2, 10, 11, 12, 3, 0], [2, 13, 3, 0, 0, 0]], np.int32)
-    text_len = np.array([5, 3], np.int32)
-    starts = np.array([[1, 1, 3], [1, 0, 0]], np.int32)
-    ends = np.array([[1, 2, 3], [1, 0, 0]], np.int32)
-    num_spans = np.array([3, 1], np.int32)
-    got_ids, got_pos, got_mask = (np.asarray(x) for x in row_layout(ids, text_len, starts, ends, num_spans, 50, 51, 0))
-    L = Tw + 2 * K
+    # Row 0: text A (4 tokens) with 2 spans, then text B (3 tokens) with 1 span, then padding; row 1: text C, 1 span.
+    # Each text: (first row position, its token ids, its spans as (first subword, last subword) in the text).
+    texts = [[(0, [2, 10, 11, 3], [(1, 1), (1, 2)]), (8, [2, 12, 3], [(1, 1)])], [(0, [2, 13, 14, 3], [(2, 2)])]]
+    L, K, START, END = 14, 4, 50, 51
+    ids, segment, text_index = (np.zeros((2, L), np.int32) for _ in range(3))
+    starts, ends, num_spans = np.zeros((2, K), np.int32), np.zeros((2, K), np.int32), np.zeros(2, np.int32)
+    want_ids, want_pos = np.zeros((2, L), np.int32), np.ones((2, L), np.int32)
+    attends = [[set() for _ in range(L)] for _ in range(2)]  # row, query -> the keys it may see
+    for b, row in enumerate(texts):
+        for seg, (at, tokens, spans) in enumerate(row, start=1):
+            n, k, slot = len(tokens), len(spans), num_spans[b]
+            text = set(range(at, at + n))
+            ids[b, at:at + n] = want_ids[b, at:at + n] = tokens
+            want_pos[b, at:at + n] = np.arange(n) + 2
+            segment[b, at:at + n + 2 * k] = seg
+            text_index[b, at:at + n] = np.arange(n)
+            for q in text:
+                attends[b][q] = text  # text sees its own text only
+            for j, (first, last) in enumerate(spans):
+                s, e = at + n + j, at + n + k + j
+                starts[b, slot + j], ends[b, slot + j] = s, e
+                text_index[b, s], text_index[b, e] = first, last
+                want_ids[b, s], want_ids[b, e] = START, END
+                want_pos[b, s], want_pos[b, e] = first + 2, last + 2
+                attends[b][s] = attends[b][e] = text | {s, e}  # a marker: its text, itself, its partner
+            num_spans[b] += k
+    got_ids, got_pos, got_mask = (np.asarray(x) for x in row_layout(ids, segment, text_index, starts, ends,
+                                                                      num_spans, START, END))
+    np.testing.assert_array_equal(got_ids, want_ids)
+    np.testing.assert_array_equal(got_pos, want_pos)  # padding: 1
     for b in range(2):
-        n, k = text_len[b], num_spans[b]
-        kind, slot = {}, {}
-        for i in range(L):
-            if i < n:
-                kind[i] = "text"
-            elif Tw <= i < Tw + k or Tw + K <= i < Tw + K + k:
-                kind[i], slot[i] = "marker", (i - Tw) % K
-            else:
-                kind[i] = "pad"
         for q in range(L):
             for key in range(L):
-                want = (kind[q] != "pad" and kind[key] == "text") or (
-                    kind[q] == "marker" and kind[key] == "marker" and slot[q] == slot[key])
-                assert got_mask[b, q, key] == want, (b, q, key)
-        np.testing.assert_array_equal(got_pos[b, :n], np.arange(n) + 2)
-        assert (got_pos[b, n:Tw] == 1).all()
-        np.testing.assert_array_equal(got_pos[b, Tw:Tw + k], starts[b, :k] + 2)
-        np.testing.assert_array_equal(got_pos[b, Tw + K:Tw + K + k], ends[b, :k] + 2)
-        assert (got_pos[b, Tw + k:Tw + K] == 1).all()
-        assert (got_ids[b, Tw:Tw + k] == 50).all() and (got_ids[b, Tw + K:Tw + K + k] == 51).all()
-        assert (got_ids[b, Tw + k:Tw + K] == 0).all()
+                assert got_mask[b, q, key] == (key in attends[b][q]), (b, q, key)
 
 
 @pytest.fixture(scope="module")
@@ -107,29 +111,99 @@ def tiny_model():
     return SpanMarkerModel(enc, span, params, tok)
 
 
-def _logits_for(model, words, slots, text_width, companions=()):
-    """Logits of `words`' spans packed `slots` per row, text padded to `text_width`, with other rows."""
-    tok = S.tokenize(model.tokenizer, words)
-    pieces = S.make_pieces(tok, 0, model.max_tokens, model.config.entity_max_length)
+def _logits_for(model, words, max_spans, padding, companions=()):
+    """Logits of `words`' spans with rows of at most `max_spans` spans shared with `companions`' spans, rows
+    padded by `padding` tokens, in reverse order in one batch (row positions change); also the rows."""
+    pieces = S.make_pieces(S.tokenize(model.tokenizer, words), 0, model.max_tokens, model.config.entity_max_length)
     for j, other in enumerate(companions, start=1):
         pieces += S.make_pieces(S.tokenize(model.tokenizer, other), j, model.max_tokens, 4)
-    rows = S.pack_rows(pieces, slots)
-    order = list(range(len(rows)))[::-1]  # rows in reverse: row position in the batch changes
-    batch = S.collate_rows(pieces, rows, order, len(rows) + 1, text_width, slots, 0)
+    rows = S.pack_rows(pieces, max_spans, model.max_tokens + 2 * max_spans)
+    order = list(range(len(rows)))[::-1]
+    batch = S.collate_rows(pieces, rows, order, len(rows) + 1, max(map(len, rows)) + padding, max_spans, 0)
     out, _ = model.parallel.eval_step(model.params, batch)  # the model's data-parallel eval step
     got = [None] * len(rows)
     for r, i in enumerate(order):
         got[i] = {"logits": out["logits"][r]}
-    return S.per_text(pieces, rows, got, 1 + len(companions))[0]
+    return S.per_text(pieces, rows, got, 1 + len(companions))[0], rows
 
 
 def test_span_logits_do_not_depend_on_packing(tiny_model):
     words = ARABIC_TEXT[2].split()
-    spans_a, a = _logits_for(tiny_model, words, slots=64, text_width=24)
-    spans_b, b = _logits_for(tiny_model, words, slots=5, text_width=32, companions=[ARABIC_TEXT[0].split()])
+    (spans_a, a), alone = _logits_for(tiny_model, words, max_spans=64, padding=0)
+    (spans_b, b), shared = _logits_for(tiny_model, words, max_spans=5, padding=7,
+                                       companions=[ARABIC_TEXT[0].split(), ARABIC_TEXT[1].split()[:1]])
+    assert len(alone) == 1 and len(shared) > 2
+    assert any(len({c.piece for c in row.chunks}) > 1 for row in shared)  # texts share rows
     np.testing.assert_array_equal(spans_a, spans_b)
     assert len(spans_a) == len(S.candidate_spans(len(words), 4))
     np.testing.assert_allclose(a["logits"], b["logits"], atol=2e-5, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def sample_split(tiny_model):
+    """The first 300 sentences of the shipped Wojood sample as a span_nested training split (K 32, M 48)."""
+    from arner_jax.config import RunConfig
+    from arner_jax.data.sample import wojood_sample_paths
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.families import family_for
+
+    corpus = read_wojood(wojood_sample_paths()["train"])
+    corpus.sentences = corpus.sentences[:300]
+    config = RunConfig(kind="span_nested", entity_max_length=12, marker_max_length=32, max_length=48)
+    family = family_for(config.kind)
+    labels = family.label_space(config, [corpus])
+    return family.encode(config, labels, tiny_model.tokenizer, corpus.sentences, 48)
+
+
+def test_rows_hold_several_texts_within_their_limits(sample_split):
+    split, K = sample_split, 32
+    pieces, rows = split.pieces, split.rows
+    total = sum(len(p.spans) for p in pieces)
+    for row in rows:
+        assert 1 <= row.num_spans <= K and row.length <= split.max_item_length(48) == 48 + 2 * K
+        assert row.length == sum(len(pieces[c.piece]) + 2 * len(c) for c in row.chunks)
+    chunks = [c for row in rows for c in row.chunks]
+    for p, piece in enumerate(pieces):  # a text is repeated only as often as its spans need rows
+        mine = sorted((c.lo, c.hi) for c in chunks if c.piece == p)
+        assert len(mine) == -(-len(piece.spans) // K)
+        assert [lo for lo, _ in mine] == list(range(0, len(piece.spans), K)) and mine[-1][1] == len(piece.spans)
+    assert max(len(row.chunks) for row in rows) > 2  # short texts share rows
+    spans, tokens = (np.array([getattr(row, a) for row in rows]) for a in ("num_spans", "length"))
+    fits = (spans[:, None] + spans[None, :] <= K) & (tokens[:, None] + tokens[None, :] <= 48 + 2 * K)
+    assert not fits.any()  # no two rows would fit in one: rows are as full as their texts allow
+    assert spans.sum() == total
+
+
+def test_an_epoch_scores_every_span_once_in_few_shapes(sample_split):
+    """The trainer's plan over the split: every batch of one fitted length, each row in its smallest bucket
+    with slots for all its spans; every candidate span once per epoch, with its markers and gold label."""
+    from arner_jax.data.batching import MAX_BUCKETS, bucket_of, fit_buckets, train_batches
+
+    split, K = sample_split, 32
+    buckets = fit_buckets(split.lengths(), 8, split.max_item_length(48))
+    plan = train_batches(split.lengths(), 8, 3407, 0, buckets)
+    shapes, outputs = set(), [None] * len(split.rows)
+    for length, indices in plan:
+        batch = split.collate(indices, 8, length)
+        slots = batch["starts"].shape[1]
+        shapes.add(batch["input_ids"].shape + (slots,))
+        assert slots == min(K, length // 2)
+        for r, i in enumerate(indices):
+            row = split.rows[i]
+            assert bucket_of(row.length, buckets) == length and row.num_spans <= slots
+            assert (batch["segment"][r] > 0).sum() == row.length and batch["num_spans"][r] == row.num_spans
+            outputs[i] = {"first": batch["text_index"][r, batch["starts"][r]],
+                          "last": batch["text_index"][r, batch["ends"][r]], "label": batch["labels"][r]}
+    assert len(shapes) <= MAX_BUCKETS and sum(len(i) for _, i in plan) == len(split.rows)
+    got = split.per_text(outputs)
+    for text, (spans, out) in enumerate(got):
+        mine = [p for p in split.pieces if p.text == text]
+        np.testing.assert_array_equal(spans, np.concatenate([p.spans for p in mine]))  # each once, in order
+        first, last = zip(*(p.token_positions(p.spans) for p in mine))
+        np.testing.assert_array_equal(out["first"], np.concatenate(first))
+        np.testing.assert_array_equal(out["last"], np.concatenate(last))
+        np.testing.assert_array_equal(out["label"], np.concatenate([p.labels for p in mine]))
+    assert sum(len(s) for s, _ in got) == sum(len(p.spans) for p in split.pieces)
 
 
 def test_long_texts_are_windowed_and_every_span_scored_once(tiny_model):
@@ -169,13 +243,17 @@ def test_pytorch_span_marker_fixture_logits_and_predictions():
 
     model = SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model"), truncate=True)
     assert model.start_id == 1500 and model.end_id == 1501 and model.encoder.vocab_size == 1504
+    cases = _fixture_cases()
+    inputs = [case["input"] for case in cases]
     worst = 0.0
-    for case in _fixture_cases():
-        (spans, logits), = model.span_logits([case["input"]])
+    # All cases at once: their spans share rows (SpanMarker scored each text alone).
+    for (_spans, logits), case in zip(model.span_logits(inputs), cases):
         expected = np.asarray(case["span_logits"])
         assert logits.shape == expected.shape
         worst = max(worst, float(np.abs(logits - expected).max()))
-        got = model.predict(case["input"])
+    predictions = model.predict(inputs)
+    predictions[-1] = model.predict(inputs[-1])  # and one text alone
+    for got, case in zip(predictions, cases):
         assert [{k: v for k, v in e.items() if k != "score"} for e in got] == \
                [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]
         np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in case["predictions"]], atol=1e-4)

@@ -41,28 +41,39 @@ def span_labels(corpora: Sequence, nested: bool) -> list[str]:
 
 
 class SpanSplit(EncodedSplit):
-    """Texts as span pieces (windows with their candidate spans) packed `slots` spans per row."""
+    """Texts as span pieces (windows with their candidate spans) packed into rows (spans.pack_rows).
+
+    A row holds at most marker_max_length spans and the texts they need; its length is what its
+    chunks take, and a batch of rows `length` tokens long gets min(marker_max_length, length // 2)
+    span slots, enough for any row that fits in it (each span takes two of its tokens).
+    """
 
     def __init__(self, sentences, pieces: list[S.Piece], span: SpanConfig, pad_id: int, nested: bool,
-                 threshold: float = 0.0, slots: int | None = None, gold_entities: int = 0, too_long: int = 0,
+                 max_tokens: int, threshold: float = 0.0, gold_entities: int = 0, too_long: int = 0,
                  tokenized: list[S.Tokenized] | None = None):
         super().__init__(sentences)
         self.tokenized = tokenized or []  # per text (character offsets of string inputs)
         self.pieces, self.span, self.pad_id = pieces, span, pad_id
         self.nested, self.threshold = nested, threshold
-        self.slots = slots or span.marker_max_length
-        self.rows = S.pack_rows(pieces, self.slots)
+        self.rows = S.pack_rows(pieces, span.marker_max_length, self.max_item_length(max_tokens))
         self.gold_entities, self.too_long = gold_entities, too_long
 
     def lengths(self) -> list[int]:
         return [row.length for row in self.rows]
 
+    def max_item_length(self, max_length: int) -> int:
+        return max_length + 2 * self.span.marker_max_length  # a window and a full row of marker pairs
+
+    def slots(self, length: int) -> int:
+        """Span slots of a batch of rows `length` tokens long."""
+        return min(self.span.marker_max_length, length // 2)
+
     def collate(self, indices, rows: int, length: int) -> dict[str, np.ndarray]:
-        return S.collate_rows(self.pieces, self.rows, indices, rows, length, self.slots, self.pad_id)
+        return S.collate_rows(self.pieces, self.rows, indices, rows, length, self.slots(length), self.pad_id)
 
     @staticmethod
     def tokens(batch: dict[str, np.ndarray]) -> int:
-        return int(np.asarray(batch["text_len"]).sum() + 2 * np.asarray(batch["num_spans"]).sum())
+        return int((np.asarray(batch["segment"]) > 0).sum())
 
     def per_text(self, outputs: Sequence[dict]) -> list[tuple[np.ndarray, dict]]:
         """Per text, its candidate spans [S, 2] and their outputs ({name: [S, ...]})."""
@@ -84,14 +95,15 @@ class SpanSplit(EncodedSplit):
                 for found in self.decoded(outputs)]
 
     def describe(self) -> str:
+        spans = sum(len(p.spans) for p in self.pieces)
         return (f"{len(self.sentences)} sentences, {self.gold_entities} gold entities ({self.too_long} longer than "
                 f"{self.span.entity_max_length} words: never candidates), {len(self.pieces)} windows, "
-                f"{sum(len(p.spans) for p in self.pieces)} candidate spans in {len(self.rows)} rows")
+                f"{spans} candidate spans in {len(self.rows)} rows of {sum(self.lengths())} tokens "
+                f"({2 * spans} markers)")
 
 
 def encode_texts(texts: Sequence, tokenizer, span: SpanConfig, max_tokens: int, pad_id: int, nested: bool,
-                 sentences: Sequence | None = None, threshold: float = 0.0, truncate: bool = False,
-                 slots: int | None = None) -> SpanSplit:
+                 sentences: Sequence | None = None, threshold: float = 0.0, truncate: bool = False) -> SpanSplit:
     """Texts (strings or word lists) as a SpanSplit; gold labels from `sentences` when given.
 
     truncate=True cuts texts longer than max_tokens as SpanMarker does (default: windows).
@@ -114,11 +126,8 @@ def encode_texts(texts: Sequence, tokenizer, span: SpanConfig, max_tokens: int, 
         pieces.extend(S.make_pieces(tok, i, max_tokens, span.entity_max_length, gold, truncate))
     if unknown:
         raise ValueError(f"entity types {sorted(unknown)} are not among the model's labels {span.labels}")
-    if slots is None and sentences is None:  # prediction: rows as long as the most spans of a piece need
-        most = max((len(p.spans) for p in pieces), default=1)
-        slots = min(span.marker_max_length, max(8, 1 << (most - 1).bit_length()))
-    return SpanSplit(sentences if sentences is not None else texts, pieces, span, pad_id, nested, threshold,
-                     slots, total, too_long, tokenized)
+    return SpanSplit(sentences if sentences is not None else texts, pieces, span, pad_id, nested, max_tokens,
+                     threshold, total, too_long, tokenized)
 
 
 class SpanFamily(ModelFamily):
@@ -168,9 +177,9 @@ class SpanFamily(ModelFamily):
                           remat=config.remat)
 
     def example_batch(self, labels) -> dict[str, np.ndarray]:
-        one, slots = np.ones((1,), np.int32), np.zeros((1, 2), np.int32)
-        return {"input_ids": np.zeros((1, 8), np.int32), "text_len": one, "starts": slots, "ends": slots,
-                "num_spans": one}
+        tokens, slots = np.ones((1, 8), np.int32), np.zeros((1, 2), np.int32)
+        return {"input_ids": tokens, "segment": tokens, "text_index": tokens, "starts": slots, "ends": slots,
+                "num_spans": np.ones((1,), np.int32)}
 
     def objective(self, config, labels, model, with_logits: bool = False) -> SpanObjective:
         return SpanObjective(model.apply, with_logits)
@@ -187,8 +196,7 @@ class SpanFamily(ModelFamily):
     def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> SpanSplit:
         span = SpanConfig(list(labels), config.marker_max_length, config.entity_max_length, max_length)
         return encode_texts([s.words for s in sentences], tokenizer, span, max_length, int(tokenizer.pad_token_id),
-                            self.nested(config), sentences if labelled else None, config.threshold,
-                            slots=config.marker_max_length)
+                            self.nested(config), sentences if labelled else None, config.threshold)
 
 
 register_family(SpanFamily())

@@ -4,17 +4,23 @@ Owns (SPEC 7): laying a row out from its compact form, the position ids and the 
 attention pattern, the head, the span cross-entropy and what the data-parallel steps need of
 the model (`SpanObjective`).
 
-A row is given compactly (see spans.collate_rows): the text ids `[B, Tw]` with its real length,
-and for each of K marker slots the token index of its span's first and last subword. The model
-builds the sequence [text (Tw)][K start markers][K end markers] (L = Tw + 2K) itself:
-  position ids  text token i: i + 2; a start (end) marker: its span's first (last) subword + 2;
-                padding and unused slots: 1;
-  attention     text attends to text; a marker attends to every text token, itself and its
-                partner; everything else is masked (float32's most negative value, as SpanMarker);
+A row (see spans.collate_rows) is a sequence of L tokens holding one or more chunks, each
+[text][start markers][end markers], given compactly: the text subwords, each token's segment
+(its chunk: 1, 2, ...; 0 for padding), its index in its text (for a marker: its span's first or
+last subword), and for each of K span slots the row positions of its start and end marker. The
+model completes the row itself:
+  token ids     a marker gets `<start>`/`<end>`; padding keeps the pad id;
+  position ids  text token i of its text: i + 2; a start (end) marker: its span's first (last)
+                subword + 2; padding: 1;
+  attention     a text token attends to the text tokens of its own segment; a marker to the text
+                tokens of its segment, itself and its partner; padding attends to nothing
+                (float32's most negative value, as SpanMarker);
   head          [h(start marker); h(end marker)] (2H) -> dropout -> Dense(C), float32 logits
                 `[B, K, C]`.
-Where the markers sit in the row does not matter (positions are explicit and masked attention is
-permutation-equivariant), which is why this layout gives SpanMarker's numbers.
+So a text never sees another text of its row nor any marker, and a marker sees only its own text
+and its partner: where a chunk sits in the row, and what shares the row, does not change its
+numbers (positions are explicit and masked attention is permutation-equivariant). This is also
+why SpanMarker's own layout ([text][K starts][K ends], one text per row) gives the same logits.
 """
 from __future__ import annotations
 
@@ -32,28 +38,28 @@ POSITION_OFFSET = 2  # SpanMarker (after PL-Marker) numbers text positions from 
 PAD_POSITION = 1
 
 
-def row_layout(input_ids, text_len, starts, ends, num_spans, start_id: int, end_id: int, pad_id: int):
-    """Full-row token ids, position ids `[B, L]` and the 0/1 attention mask `[B, L, L]`."""
-    B, Tw = input_ids.shape
+def row_layout(input_ids, segment, text_index, starts, ends, num_spans, start_id: int, end_id: int):
+    """Full-row token ids, position ids `[B, L]` and the 0/1 attention mask `[B, L, L]` of rows given
+    as spans.collate_rows gives them: input_ids, segment, text_index `[B, L]`; starts, ends `[B, K]`;
+    num_spans `[B]` (slots past it are unused)."""
+    B, L = input_ids.shape
     K = starts.shape[1]
-    text_pos = jnp.arange(Tw)[None, :]
-    slot = jnp.arange(K)[None, :]
-    is_text = text_pos < text_len[:, None]  # [B, Tw]
-    used = slot < num_spans[:, None]  # [B, K]
-    marker_ids = lambda i: jnp.where(used, i, pad_id)  # noqa: E731
-    ids = jnp.concatenate([input_ids, marker_ids(start_id), marker_ids(end_id)], axis=1).astype(jnp.int32)
-    pos_text = jnp.where(is_text, text_pos + POSITION_OFFSET, PAD_POSITION)
-    pos_marker = lambda t: jnp.where(used, t + POSITION_OFFSET, PAD_POSITION)  # noqa: E731
-    positions = jnp.concatenate([pos_text, pos_marker(starts), pos_marker(ends)], axis=1).astype(jnp.int32)
-    # Per position: is it real text, is it a used marker, and its slot (-1 for text/padding).
-    text_flag = jnp.concatenate([is_text, jnp.zeros((B, 2 * K), bool)], axis=1)  # [B, L]
-    marker_flag = jnp.concatenate([jnp.zeros((B, Tw), bool), used, used], axis=1)
-    slot_of = jnp.concatenate([jnp.full((B, Tw), -1), jnp.broadcast_to(slot, (B, K)),
-                               jnp.broadcast_to(slot, (B, K))], axis=1)
-    q_real = (text_flag | marker_flag)[:, :, None]
-    partner = marker_flag[:, :, None] & marker_flag[:, None, :] & (slot_of[:, :, None] == slot_of[:, None, :])
-    mask = (q_real & text_flag[:, None, :]) | partner
-    return ids, positions, mask
+    used = jnp.arange(K)[None, :] < num_spans[:, None]  # [B, K]
+    batch = jnp.arange(B)[:, None]
+    # Unused slots scatter to position L, which mode="drop" discards.
+    at_start, at_end = jnp.where(used, starts, L), jnp.where(used, ends, L)
+    ids = jnp.asarray(input_ids).at[batch, at_start].set(start_id, mode="drop")
+    ids = ids.at[batch, at_end].set(end_id, mode="drop")
+    partner = jnp.full((B, L), -1, jnp.int32)  # [B, L] row position of a marker's partner; -1: not a marker
+    partner = partner.at[batch, at_start].set(ends, mode="drop").at[batch, at_end].set(starts, mode="drop")
+    real = segment > 0
+    is_text = real & (partner < 0)
+    positions = jnp.where(real, text_index + POSITION_OFFSET, PAD_POSITION).astype(jnp.int32)
+    key = jnp.arange(L)[None, None, :]
+    same_segment = real[:, :, None] & (segment[:, :, None] == segment[:, None, :])
+    own = (key == jnp.arange(L)[None, :, None]) | (key == partner[:, :, None])  # itself, its partner
+    mask = same_segment & (is_text[:, None, :] | own)
+    return ids.astype(jnp.int32), positions, mask
 
 
 class SpanMarker(nn.Module):
@@ -69,13 +75,13 @@ class SpanMarker(nn.Module):
     remat: str = "none"  # the encoder's per-layer rematerialisation (encoders.model.REMAT_POLICIES)
 
     @nn.compact
-    def __call__(self, input_ids, text_len, starts, ends, num_spans, *, deterministic: bool = True):
-        Tw, K = input_ids.shape[1], starts.shape[1]
-        ids, positions, mask = row_layout(input_ids, text_len, starts, ends, num_spans, self.start_id,
-                                          self.end_id, self.encoder.pad_token_id)
+    def __call__(self, input_ids, segment, text_index, starts, ends, num_spans, *, deterministic: bool = True):
+        ids, positions, mask = row_layout(input_ids, segment, text_index, starts, ends, num_spans, self.start_id,
+                                          self.end_id)
         h = Encoder(self.encoder, self.dtype, self.attention, self.remat, name="encoder")(
-            ids, mask, None, positions, deterministic=deterministic)
-        features = jnp.concatenate([h[:, Tw:Tw + K], h[:, Tw + K:]], axis=-1)  # [B, K, 2H]
+            ids, mask, None, positions, deterministic=deterministic)  # [B, L, H]
+        marker = lambda at: jnp.take_along_axis(h, at[:, :, None], axis=1)  # noqa: E731  [B, K, H]
+        features = jnp.concatenate([marker(starts), marker(ends)], axis=-1)  # [B, K, 2H]
         features = nn.Dropout(self.dropout)(features, deterministic=deterministic)
         logits = nn.Dense(self.num_labels, kernel_init=nn.initializers.normal(0.02), dtype=self.dtype,
                           name="classifier")(features)
@@ -83,8 +89,8 @@ class SpanMarker(nn.Module):
 
 
 def span_logits(apply_fn: Callable, params, batch: dict, rngs=None, deterministic: bool = True):
-    return apply_fn({"params": params}, batch["input_ids"], batch["text_len"], batch["starts"], batch["ends"],
-                    batch["num_spans"], deterministic=deterministic, rngs=rngs)
+    return apply_fn({"params": params}, batch["input_ids"], batch["segment"], batch["text_index"], batch["starts"],
+                    batch["ends"], batch["num_spans"], deterministic=deterministic, rngs=rngs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +104,8 @@ class SpanObjective:
 
     apply_fn: Callable
     with_logits: bool = False
-    batch_keys: tuple[str, ...] = ("input_ids", "text_len", "starts", "ends", "num_spans", "labels", "label_mask")
+    batch_keys: tuple[str, ...] = ("input_ids", "segment", "text_index", "starts", "ends", "num_spans", "labels",
+                                   "label_mask")
 
     def statistics(self, params, batch, rngs, deterministic: bool, rank_offset=None):
         logits = span_logits(self.apply_fn, params, batch, rngs, deterministic)

@@ -6,10 +6,14 @@ Owns (numpy only; SPEC 7):
                and cut into windows of at most M tokens when it is longer (SpanMarker cuts the
                text instead). Windows overlap by E - 1 words and each window scores the spans
                that start in its own part, so every span that fits in M tokens is scored once;
-  rows         a window's spans packed `slots` at a time; a row repeats the window's text. The
-               model lays a row out as [text padded to a bucket][slots start markers][slots end
-               markers]; a span's logits depend only on its text and the span (the attention
-               pattern sees to that), so any packing gives the same numbers;
+  rows         the encoder rows the candidates are scored in: a piece's spans cut into chunks of
+               at most K (marker_max_length) spans, and chunks packed into rows of at most K
+               spans, several texts to a row when they fit (`pack_rows`). A row is laid out as
+               [text][its start markers][its end markers] per chunk, then padding to its length
+               bucket (`collate_rows`); rows have whatever length their chunks need, so an epoch
+               costs the tokens its spans need, not K marker pairs per window. A span's logits
+               depend only on its text and the span (the attention pattern of model.row_layout
+               keeps texts apart), so any packing gives the same numbers;
   decoding     SpanMarker's greedy flat rule, the nested rule (spans nest or are disjoint,
                partial overlaps rejected), a score threshold, and spans as Wojood word tags.
 """
@@ -168,50 +172,102 @@ def make_pieces(tok: Tokenized, text: int, max_tokens: int, max_words: int,
 
 
 @dataclasses.dataclass(frozen=True)
-class Row:
-    """`slots` or fewer consecutive spans of one piece; its length is the piece's token count."""
+class Chunk:
+    """Consecutive candidate spans [lo, hi) of one piece: what a row holds of that piece."""
 
     piece: int
     lo: int
     hi: int
-    length: int
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One encoder row: chunks of one or more pieces, each laid out as [its piece's text][starts][ends]."""
+
+    chunks: tuple[Chunk, ...]
+    length: int  # tokens: every chunk's text plus two markers per span
 
     def __len__(self) -> int:
         return self.length
 
+    @property
+    def num_spans(self) -> int:
+        return sum(len(c) for c in self.chunks)
 
-def pack_rows(pieces: Sequence[Piece], slots: int) -> list[Row]:
-    """Each piece's spans in groups of `slots` (several rows when they do not fit in one)."""
-    return [Row(p, lo, min(lo + slots, len(piece.spans)), len(piece))
-            for p, piece in enumerate(pieces) for lo in range(0, len(piece.spans), slots)]
+
+def pack_rows(pieces: Sequence[Piece], max_spans: int, max_tokens: int) -> list[Row]:
+    """Every piece's spans in rows of at most `max_spans` spans and `max_tokens` tokens.
+
+    A piece's spans are cut into chunks of `max_spans` (the last one shorter), so a text is
+    repeated only when its spans do not fit in one row. Chunks, largest first, go to the row
+    with the fewest free span slots that still holds them (best fit; a new row only when none
+    does), so short texts share rows and no two rows would fit in one. A pure function of the
+    pieces. `max_tokens` must hold any one chunk: a piece's tokens plus 2 * max_spans.
+    """
+    chunks = [Chunk(p, lo, min(lo + max_spans, len(piece.spans)))
+              for p, piece in enumerate(pieces) for lo in range(0, len(piece.spans), max_spans)]
+    tokens = [len(pieces[c.piece]) + 2 * len(c) for c in chunks]
+    members: list[list[Chunk]] = []
+    used: list[int] = []  # tokens of each row
+    free: list[int] = []  # free span slots of each row
+    by_free: list[list[int]] = [[] for _ in range(max_spans + 1)]  # rows by free span slots
+    for i in sorted(range(len(chunks)), key=lambda i: (-tokens[i], i)):
+        k = len(chunks[i])
+        row = next((r for f in range(k, max_spans + 1) for r in by_free[f] if used[r] + tokens[i] <= max_tokens), None)
+        if row is None:
+            row = len(members)
+            members.append([])
+            used.append(0)
+            free.append(max_spans)
+        else:
+            by_free[free[row]].remove(row)
+        members[row].append(chunks[i])
+        used[row] += tokens[i]
+        free[row] -= k
+        by_free[free[row]].append(row)
+    return [Row(tuple(m), n) for m, n in zip(members, used)]
 
 
 def collate_rows(pieces: Sequence[Piece], rows: Sequence[Row], indices: Sequence[int], batch_size: int,
-                 text_width: int, slots: int, pad_id: int) -> dict[str, np.ndarray]:
-    """One batch of rows: text ids [B, text_width], span token positions [B, slots], labels.
+                 length: int, slots: int, pad_id: int) -> dict[str, np.ndarray]:
+    """One batch of rows `[B, length]` with `slots` span slots per row.
 
-    input_ids, text_len [B], starts/ends [B, slots] (first/last subword of each span), num_spans
-    [B], labels [B, slots] (0 where unused), label_mask [B, slots] (1.0: a real span), row_index
-    [B] (-1: a padding row).
+    input_ids [B, length] (the texts' subwords; pad at markers and padding), segment [B, length]
+    (1, 2, ... for the row's chunks, text and markers alike; 0 padding), text_index [B, length]
+    (a text token's index in its text; a start/end marker's: its span's first/last subword;
+    0 padding), starts/ends [B, slots] (row position of each span's start/end marker),
+    num_spans [B], labels [B, slots] (0 where unused), label_mask [B, slots] (1.0: a real
+    span), row_index [B] (-1: a padding row).
     """
-    ids = np.full((batch_size, text_width), pad_id, np.int32)
-    text_len = np.zeros((batch_size,), np.int32)
+    ids = np.full((batch_size, length), pad_id, np.int32)
+    segment = np.zeros((batch_size, length), np.int32)
+    text_index = np.zeros((batch_size, length), np.int32)
     starts = np.zeros((batch_size, slots), np.int32)
     ends = np.zeros((batch_size, slots), np.int32)
     num_spans = np.zeros((batch_size,), np.int32)
     labels = np.zeros((batch_size, slots), np.int32)
     row_index = np.full((batch_size,), -1, np.int32)
     for r, i in enumerate(indices):
-        row = rows[i]
-        piece = pieces[row.piece]
-        n, k = len(piece), row.hi - row.lo
-        ids[r, :n], text_len[r], num_spans[r], row_index[r] = piece.input_ids, n, k, i
-        starts[r, :k], ends[r, :k] = piece.token_positions(piece.spans[row.lo:row.hi])
-        if piece.labels is not None:
-            labels[r, :k] = piece.labels[row.lo:row.hi]
+        at, slot = 0, 0  # next free row position and span slot
+        for seg, chunk in enumerate(rows[i].chunks, start=1):
+            piece, k = pieces[chunk.piece], len(chunk)
+            n = len(piece)
+            markers = at + n + np.arange(k)  # the start markers, then the end markers at + k
+            ids[r, at:at + n] = piece.input_ids
+            segment[r, at:at + n + 2 * k] = seg
+            text_index[r, at:at + n] = np.arange(n)
+            text_index[r, markers], text_index[r, markers + k] = piece.token_positions(piece.spans[chunk.lo:chunk.hi])
+            starts[r, slot:slot + k], ends[r, slot:slot + k] = markers, markers + k
+            if piece.labels is not None:
+                labels[r, slot:slot + k] = piece.labels[chunk.lo:chunk.hi]
+            at, slot = at + n + 2 * k, slot + k
+        num_spans[r], row_index[r] = slot, i
     label_mask = (np.arange(slots)[None, :] < num_spans[:, None]).astype(np.float32)
-    return {"input_ids": ids, "text_len": text_len, "starts": starts, "ends": ends, "num_spans": num_spans,
-            "labels": labels, "label_mask": label_mask, "row_index": row_index}
+    return {"input_ids": ids, "segment": segment, "text_index": text_index, "starts": starts, "ends": ends,
+            "num_spans": num_spans, "labels": labels, "label_mask": label_mask, "row_index": row_index}
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -261,19 +317,24 @@ def entities_to_tags(entities: Sequence[Entity], num_words: int, labels: Sequenc
 
 
 def per_text(pieces: Sequence[Piece], rows: Sequence[Row], row_outputs: Sequence[dict], num_texts: int):
-    """Row outputs (each `{name: [slots, ...]}`) regrouped per text, in span enumeration order.
+    """Row outputs (each `{name: [slots, ...]}`, slots in the row's chunk order) regrouped per text,
+    in span enumeration order.
 
     Returns per text (spans [S, 2], {name: [S, ...]}).
     """
-    spans: list[list[np.ndarray]] = [[] for _ in range(num_texts)]
-    outs: list[dict[str, list]] = [{} for _ in range(num_texts)]
+    found: list[list[tuple[int, int, int, dict]]] = [[] for _ in range(num_texts)]  # (piece, lo, hi, outputs)
     for row, out in zip(rows, row_outputs):
-        piece, k = pieces[row.piece], row.hi - row.lo
-        spans[piece.text].append(piece.spans[row.lo:row.hi])
-        for name, value in out.items():
-            outs[piece.text].setdefault(name, []).append(np.asarray(value)[:k])
+        slot = 0
+        for chunk in row.chunks:
+            k = len(chunk)
+            values = {name: np.asarray(value)[slot:slot + k] for name, value in out.items()}
+            found[pieces[chunk.piece].text].append((chunk.piece, chunk.lo, chunk.hi, values))
+            slot += k
     result = []
-    for t in range(num_texts):
-        got = np.concatenate(spans[t]) if spans[t] else np.zeros((0, 2), np.int32)
-        result.append((got, {name: np.concatenate(v) for name, v in outs[t].items()}))
+    for parts in found:
+        parts.sort(key=lambda part: part[:2])  # pieces of a text are in text order, their chunks by span
+        spans = [pieces[p].spans[lo:hi] for p, lo, hi, _ in parts]
+        names = parts[0][3].keys() if parts else ()
+        result.append((np.concatenate(spans) if spans else np.zeros((0, 2), np.int32),
+                       {name: np.concatenate([part[3][name] for part in parts]) for name in names}))
     return result

@@ -80,7 +80,8 @@ class Trainer:
         self.train_split = run.splits["train"]
         # one update takes grad_accum micro-batches of batch_size rows: batches of update_rows rows
         self.update_rows = cfg.batch_size * cfg.grad_accum
-        self.buckets = fit_buckets(self.train_split.lengths(), self.update_rows, run.max_length)
+        self.buckets = fit_buckets(self.train_split.lengths(), self.update_rows,
+                                   self.train_split.max_item_length(run.max_length))
         log.info("train length buckets %s", list(self.buckets))
         self.steps_per_epoch = len(self._plan(0))
         self.total_updates = self.steps_per_epoch * cfg.max_epochs
