@@ -295,6 +295,30 @@ def init_params(family: ModelFamily, model: Any, labels: Any, seed: int) -> dict
     return jax.jit(model.init)(key, **family.example_batch(labels))["params"]
 
 
+def read_kept_params(record: RunRecord, template: Any, attempts: int = 5) -> dict:
+    """The newest kept model's parameters.
+
+    A run that is training saves each new best model and then deletes the previous one, so a reader
+    may see its checkpoint vanish midway. When a read fails and the kept models changed meanwhile,
+    the newest is read instead; a read that fails on an unchanged folder is a real fault and raised.
+    """
+    best = record.run_dir / BEST
+    for attempt in range(attempts):
+        steps = complete_steps(best)
+        if not steps:
+            raise RunFolderError(f"{record.run_dir}: no kept model in {BEST} yet; wait for the first validation of "
+                                 "the run, or train it")
+        step_dir = best / str(steps[-1])
+        try:
+            if record.format == READABLE_FORMATS[0]:  # format 1 saved the encoder's layers one by one
+                return stack_layer_params(read_checkpoint(step_dir, None)[0])
+            return read_checkpoint(step_dir, template)[0]
+        except Exception:
+            if attempt + 1 == attempts or complete_steps(best) == steps:
+                raise
+    raise AssertionError("unreachable")
+
+
 def load_run(run_dir: str | Path, dtype: str | None = None) -> LoadedRun:
     """The kept (best) model of a run folder with its tokenizer and labels; reads only."""
     import jax
@@ -304,15 +328,6 @@ def load_run(run_dir: str | Path, dtype: str | None = None) -> LoadedRun:
     tokenizer = load_tokenizer(record.run_dir, record.family)
     model = record.family.build(config, record.encoder, record.labels, tokenizer)
     template = jax.eval_shape(lambda: init_params(record.family, model, record.labels, 0))
-    steps = complete_steps(record.run_dir / BEST)
-    if not steps:
-        raise RunFolderError(f"{record.run_dir}: no kept model in {BEST} yet; wait for the first validation of the "
-                             "run, or train it")
-    step_dir = record.run_dir / BEST / str(steps[-1])
-    if record.format == READABLE_FORMATS[0]:  # format 1 saved the encoder's layers one by one
-        params, _ = read_checkpoint(step_dir, None)
-        params = stack_layer_params(params)
-    else:
-        params, _ = read_checkpoint(step_dir, template)
+    params = read_kept_params(record, template)
     record.config = config
     return LoadedRun(record, tokenizer, record.encoder, model, params, record.family.max_length(config, record.encoder))

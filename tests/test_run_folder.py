@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -65,6 +66,46 @@ def test_loading_and_predicting_write_nothing_and_a_moved_run_loads(nested_run, 
     record = run_folder.read_run(moved)
     assert record.data["test"] == moved / "data" / "test.txt"  # files inside the folder move with it
     assert NERTagger.from_pretrained(moved).predict("مجلس الأمن في نابلس") == first
+
+
+def test_a_kept_model_replaced_while_it_is_read_loads_the_new_one(nested_run, tmp_path, monkeypatch):
+    """The trainer saves a new best model, then deletes the old one, while a reader may be reading it:
+    the reader then reads the new one instead of failing (seen in CI as a truncated Zstd stream)."""
+    run = tmp_path / "run"
+    shutil.copytree(nested_run, run)
+    best = run / run_folder.BEST
+    [old] = run_folder.complete_steps(best)
+    expected = run_folder.load_run(run).params
+    read, original = [], run_folder.read_checkpoint
+
+    def trainer_replaces_it_midway(step_dir, template):
+        read.append(step_dir.name)
+        if len(read) == 1:  # as the trainer would: a newer kept model, then the old one deleted
+            shutil.copytree(best / str(old), best / str(old + 1))
+            shutil.rmtree(best / str(old))
+        return original(step_dir, template)
+
+    monkeypatch.setattr(run_folder, "read_checkpoint", trainer_replaces_it_midway)
+    loaded = run_folder.load_run(run)
+    assert read == [str(old), str(old + 1)]
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(loaded.params)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_corrupt_kept_model_is_not_retried_away(nested_run, tmp_path, monkeypatch):
+    """Only a kept model that changed under the reader is read again; a broken one still fails."""
+    run = tmp_path / "run"
+    shutil.copytree(nested_run, run)
+    [step] = run_folder.complete_steps(run / run_folder.BEST)
+    for f in (run / run_folder.BEST / str(step) / "state").rglob("*"):
+        if f.is_file() and f.stat().st_size > 1000:
+            f.write_bytes(b"")
+    calls = []
+    original = run_folder.read_checkpoint
+    monkeypatch.setattr(run_folder, "read_checkpoint", lambda *a: calls.append(1) or original(*a))
+    with pytest.raises((ValueError, OSError)):
+        run_folder.load_run(run)
+    assert len(calls) == 1
 
 
 def test_folder_rules_of_a_new_run(tmp_path):
