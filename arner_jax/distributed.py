@@ -118,8 +118,8 @@ def agree(named: dict[str, str]) -> None:
     gathered = np.asarray(multihost_utils.process_allgather(digests)).reshape(jax.process_count(), len(names), 2)
     differ = [n for j, n in enumerate(names) if (gathered[:, j] != gathered[0, j]).any()]
     if differ:
-        raise DistributedSetupError(f"the processes were not given the same {', '.join(differ)}; start every process "
-                                    "with the same command, data files and environment")
+        raise DistributedSetupError(f"the processes differ in {', '.join(differ)}; start every process with the same "
+                                    "command, data files and environment")
 
 
 def process_info() -> tuple[int, int]:

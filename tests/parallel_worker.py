@@ -29,6 +29,9 @@ T, C, B, L, VOCAB = 3, 3, 8, 16, 60
 CONFIGS = [("pmap", 1, 1), ("pmap", 1, 2), ("pmap", 1, 4), ("shard_map", 1, 4), ("pmap", 2, 1), ("pmap", 2, 4),
            ("shard_map", 2, 2)]
 SPAN_CONFIGS = [("pmap", 1), ("pmap", 4), ("shard_map", 2)]
+# `--quick` (the default test set): the one-device base, the widest pmap, shard_map with accumulation
+QUICK = [("pmap", 1, 1), ("pmap", 1, 4), ("shard_map", 2, 2)]
+SPAN_QUICK = [("pmap", 1), ("shard_map", 2)]
 
 
 def batches(n, seed=0):
@@ -72,10 +75,11 @@ def tiny_tagger():
 
 
 def main():
+    quick = "--quick" in sys.argv[1:]
     model, params, objective = tiny_tagger()
     data = batches(4)
     runs = {}
-    for wrapper, accum, n in CONFIGS:
+    for wrapper, accum, n in QUICK if quick else CONFIGS:
         par = make_parallel(wrapper, StepBodies(objective, grad_accum=accum), jax.devices()[:n])
         tx = make_optimizer(OptimConfig(lr=1e-3), 4)
         runs[f"{wrapper}/accum{accum}/{n}"] = train_and_eval(par, model, params, tx, data)
@@ -84,7 +88,7 @@ def main():
     for name, (_, _, pred, _, _) in runs.items():
         report[name] = compare(runs[name], base, params, bool((pred["ids"] == base[2]["ids"]).all()))
     report["accumulated_gradient"] = accumulated_gradient_difference(model, params, objective, data[0])
-    report.update(span_runs())
+    report.update(span_runs(SPAN_QUICK if quick else SPAN_CONFIGS))
     try:
         make_parallel("pmap", StepBodies(objective), jax.devices()[:4]).check_batch_size(6)
         report["uneven_error"] = None
@@ -127,6 +131,8 @@ def compare(run, base, params, same_predictions: bool) -> dict:
             "same_predictions": same_predictions}
 
 
+
+
 def span_batches(n, max_spans=4, seed=1):
     """Random texts with candidate spans, packed into rows as the span family packs them (several texts per
     row), B - 1 rows per batch and a padding row."""
@@ -146,7 +152,7 @@ def span_batches(n, max_spans=4, seed=1):
         rows = S.pack_rows(pieces, max_spans, L)[:B - 1]
         out.append(S.collate_rows(pieces, rows, range(len(rows)), B, L, max_spans, 0))
     return out
-def span_runs():
+def span_runs(configs):
     """The span model's steps (cross-entropy over real spans) on 1, 2 and 4 devices."""
     from arner_jax.span_marker.model import SpanMarker, SpanObjective
 
@@ -159,7 +165,7 @@ def span_runs():
                                        b0["starts"], b0["ends"], b0["num_spans"])["params"])
     bodies = StepBodies(SpanObjective(model.apply))
     runs = {}
-    for wrapper, n in SPAN_CONFIGS:
+    for wrapper, n in configs:
         par = make_parallel(wrapper, bodies, jax.devices()[:n])
         runs[f"span/{wrapper}/{n}"] = train_and_eval(par, model, params, make_optimizer(OptimConfig(lr=1e-3), 3),
                                                      data)

@@ -29,6 +29,7 @@ def test_notebook_committed_without_outputs(path):
     assert "arner_jax" in code
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")

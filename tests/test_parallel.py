@@ -13,22 +13,40 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.parallel_worker import CONFIGS, SPAN_CONFIGS
+from tests.parallel_worker import CONFIGS, QUICK, SPAN_CONFIGS, SPAN_QUICK
 
 
-@pytest.fixture(scope="module")
-def report():
+def worker_report(*flags: str) -> dict:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
-    out = subprocess.run([sys.executable, "-m", "tests.parallel_worker"], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=900)
+    out = subprocess.run([sys.executable, "-m", "tests.parallel_worker", *flags], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("wrapper,accum,devices", CONFIGS)
-def test_same_losses_and_parameters_on_any_device_count(report, wrapper, accum, devices):
+@pytest.fixture(scope="module")
+def report():
+    """The default set's configurations (`QUICK`): one-device base, 4-device pmap, 2-device shard_map with
+    accumulation; the gradient report and the batch-size error."""
+    return worker_report("--quick")
+
+
+@pytest.fixture(scope="module")
+def full_report():
+    """Every configuration (the slow set)."""
+    return worker_report()
+
+
+def configuration_report(request, quick: bool) -> dict:
+    return request.getfixturevalue("report" if quick else "full_report")
+
+
+@pytest.mark.parametrize("wrapper,accum,devices", [
+    c if c in QUICK else pytest.param(*c, marks=pytest.mark.slow) for c in CONFIGS])
+def test_same_losses_and_parameters_on_any_device_count(request, wrapper, accum, devices):
     """Every configuration trains on the same rows (with accumulation: 2 micro-batches of 4): all equal
     the one-device whole-batch run."""
+    report = configuration_report(request, (wrapper, accum, devices) in QUICK)
     run, base = report[f"{wrapper}/accum{accum}/{devices}"], report["pmap/accum1/1"]
     assert run["losses"] == pytest.approx(base["losses"], rel=2e-6)
     assert run["eval_loss"] == pytest.approx(base["eval_loss"], rel=2e-6)
@@ -37,9 +55,11 @@ def test_same_losses_and_parameters_on_any_device_count(report, wrapper, accum, 
     assert run["same_predictions"]
 
 
-@pytest.mark.parametrize("name", [f"span/{w}/{n}" for w, n in SPAN_CONFIGS[1:]])
-def test_span_model_trains_the_same_on_any_device_count(report, name):
-    run, base = report[name], report["span/pmap/1"]
+@pytest.mark.parametrize("wrapper,devices", [
+    c if c in SPAN_QUICK else pytest.param(*c, marks=pytest.mark.slow) for c in SPAN_CONFIGS[1:]])
+def test_span_model_trains_the_same_on_any_device_count(request, wrapper, devices):
+    report = configuration_report(request, (wrapper, devices) in SPAN_QUICK)
+    run, base = report[f"span/{wrapper}/{devices}"], report["span/pmap/1"]
     assert run["losses"] == pytest.approx(base["losses"], rel=2e-6)
     assert run["eval_loss"] == pytest.approx(base["eval_loss"], rel=2e-6)
     assert run["max_param_diff"] < 1e-5 and run["param_change"] > 1e-3

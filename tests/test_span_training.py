@@ -61,6 +61,7 @@ def test_export_to_span_marker_layout_and_back(span_run, tmp_path):
     assert stop.value.code == 2 and not (tmp_path / "pt").exists()
 
 
+@pytest.mark.slow
 def test_flat_span_run_with_wikiann_defaults(span_run, tiny_bert, tmp_path):
     _, _, corpus = span_run
     metrics = train_run(tmp_path / "flat", "wikiann_span_marker", "--train_path", str(corpus["train"]), "--val_path",

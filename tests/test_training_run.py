@@ -58,6 +58,7 @@ def test_flat_run_scores_flat(flat_run):
     assert metrics["kind"] == "flat" and metrics["val"]["mode"] == "flat" and metrics["val"]["f1"] > 0.5
 
 
+@pytest.mark.slow
 def test_bfloat16_shard_map_accumulation_and_f1_selection(tiny_bert, tmp_path):
     """The other switches together: bfloat16 compute, the shard_map wrapper, accumulation, warmup, F1 selection."""
     out = tmp_path / "bf16"
@@ -74,7 +75,8 @@ def test_bfloat16_shard_map_accumulation_and_f1_selection(tiny_bert, tmp_path):
     assert metrics["steps"] == 2 * 31  # 240 sentences in updates of 4 x 2 rows: 31 per epoch (buckets)
 
 
-@pytest.mark.parametrize("module", ["experiments.wojood_nested", "arner_jax.train"])
+@pytest.mark.parametrize("module", ["experiments.wojood_nested",
+                                    pytest.param("arner_jax.train", marks=pytest.mark.slow)])
 def test_training_entry_points_in_a_process(module, tmp_path):
     """`python -m experiments.NAME` (from the checkout) and `python -m arner_jax.train --preset` run a smoke run."""
     out = subprocess.run([sys.executable, "-m", module, "--smoke", "--output_path", str(tmp_path / "run"),

@@ -115,17 +115,15 @@ def agree_across_processes(config: RunConfig, inputs: Inputs) -> None:
 
 
 def _scratch_tokenizer(config: RunConfig, corpora: dict[str, Corpus], family: ModelFamily, run_dir: Path):
-    """A WordPiece tokenizer trained on the training split: by process 0, which saves it; the others load it."""
-    from transformers import AutoTokenizer
-
+    """A WordPiece tokenizer trained on the training split by process 0, which saves it; then every process
+    loads the saved one (process 0 too: the tokenizer it trained serialises differently from the one read
+    back, and a resumed run reads it back), so all processes and a resume use the same tokenizer."""
     if is_primary():
         texts = [" ".join(s.words) for s in corpora["train"].sentences]
-        tokenizer = train_wordpiece_tokenizer(texts, vocab_size=config.scratch_vocab_size)
-        tokenizer.save_pretrained(str(run_dir / run_folder.TOKENIZER))
+        train_wordpiece_tokenizer(texts, vocab_size=config.scratch_vocab_size).save_pretrained(
+            str(run_dir / run_folder.TOKENIZER))
     barrier("scratch tokenizer saved")
-    if not is_primary():
-        tokenizer = AutoTokenizer.from_pretrained(str(run_dir / run_folder.TOKENIZER))
-    family.prepare_tokenizer(tokenizer)
+    tokenizer = run_folder.load_tokenizer(run_dir, family)
     encoder = small_bert_config(len(tokenizer), config.scratch_hidden_size, config.scratch_layers,
                                 config.scratch_heads)
     log.info("encoder trained from scratch: WordPiece vocabulary %d, hidden %d, %d layers", len(tokenizer),
