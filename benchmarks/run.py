@@ -355,34 +355,45 @@ def write_readme_table() -> None:
         README.write_text(text, encoding="utf-8")
 
 
+def spread(stat: dict) -> str:
+    """'0.108 s (0.092-0.114)': the median and the range over the repetitions."""
+    return f"{stat['median']:.3g} s ({stat['min']:.3g}-{stat['max']:.3g})"
+
+
 def table(r: dict) -> str:
-    rows = [f"| figure ({r['size']}) | ours | PyTorch | ratio |", "| --- | --- | --- | --- |"]
+    """The README rows of one report: figures from medians, and each side's time with its range."""
+    rows = [f"| figure ({r['size']}) | ours | PyTorch | ratio | time per repetition, median (min-max): ours; PyTorch |",
+            "| --- | --- | --- | --- | --- |"]
     if "train_step" in r:
         t = r["train_step"]
-        rows.append(f"| train step, words/s | {t['ours_words_per_s']:.1f} | {t['torch_eager_words_per_s']:.1f} (eager) "
-                    f"| {t['speedup_vs_eager']:.2f}x |")
-        rows.append(f"| train step, tokens/s | {t['ours_tokens_per_s']:.0f} | {t['torch_eager_tokens_per_s']:.0f} | |")
+        rows.append(f"| train step, words/s | {t['ours_words_per_s']:.1f} | {t['torch_eager_words_per_s']:.1f} "
+                    f"(eager) | {t['speedup_vs_eager']:.2f}x | {spread(t['ours_seconds'])}; "
+                    f"{spread(t['torch_eager_seconds'])} |")
         if "torch_compile_words_per_s" in t:
             rows.append(f"| train step vs torch.compile, words/s | {t['ours_words_per_s']:.1f} | "
                         f"{t['torch_compile_words_per_s']:.1f} | "
-                        f"{t['torch_compile_seconds']['median'] / t['ours_seconds']['median']:.2f}x |")
+                        f"{t['torch_compile_seconds']['median'] / t['ours_seconds']['median']:.2f}x | "
+                        f"{spread(t['ours_seconds'])}; {spread(t['torch_compile_seconds'])} |")
     if "epoch" in r:
         e = r["epoch"]
-        rows.append(f"| sample epoch, s | {e['ours_seconds']['median']:.1f} | "
-                    f"{e['torch_reference_seconds']['median']:.1f} | {e['speedup']:.2f}x |")
+        rows.append(f"| sample epoch, s (ours: fitted buckets; PyTorch: the reference's batching) | "
+                    f"{e['ours_seconds']['median']:.1f} | {e['torch_reference_seconds']['median']:.1f} | "
+                    f"{e['speedup']:.2f}x | {spread(e['ours_seconds'])}; {spread(e['torch_reference_seconds'])} |")
     if "inference" in r:
         i = r["inference"]
-        rows.append(f"| inference, sentences/s | {i['ours_per_s']:.1f} ({i['ours_end_to_end_per_s']:.1f} with "
-                    f"tokenization) | {i['torch_per_s']:.1f} | {i['speedup']:.2f}x |")
+        rows.append(f"| inference on the test split, sentences/s | {i['ours_per_s']:.1f} "
+                    f"({i['ours_end_to_end_per_s']:.1f} with tokenization) | {i['torch_per_s']:.1f} | "
+                    f"{i['speedup']:.2f}x | {spread(i['ours_seconds'])}; {spread(i['torch_seconds'])} |")
     if "compile" in r:
         c = r["compile"]
         train = ", ".join(f"{x:.1f}" for x in c["train_compile_seconds"])
         rows.append(f"| compile train / eval, s (per bucket) | {train} / "
-                    f"{', '.join(f'{x:.1f}' for x in c['eval_compile_seconds'])} | | |")
+                    f"{', '.join(f'{x:.1f}' for x in c['eval_compile_seconds'])} | | | |")
     if "flops" in r:
         f = r["flops"]
-        rows.append(f"| train step share of matmul rate | {100 * f['share_of_matmul_rate']:.0f}% "
-                    f"({f['achieved_flops_per_s'] / 1e9:.1f} of {f['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s) | | |")
+        rows.append(f"| train step share of the measured matmul rate | {100 * f['share_of_matmul_rate']:.0f}% "
+                    f"({f['achieved_flops_per_s'] / 1e9:.1f} of {f['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s) | | | "
+                    f"{spread(f['train_step_seconds'])} |")
     return "\n".join(rows)
 
 

@@ -148,6 +148,7 @@ def test_resume_without_a_checkpoint_is_the_fresh_run_from_another_directory(fil
 
 
 # ----------------------------------------------------------------------------- 7: a damaged newest checkpoint
+@pytest.mark.slow
 def test_damaged_checkpoints_fall_back_to_the_previous_one(files, tiny_bert, tmp_path, caplog):
     flags = small(files, tiny_bert, "--max_epochs", "2")
     straight = train_run(tmp_path / "straight", "wojood_nested", *flags)
@@ -307,6 +308,7 @@ def _entity_length(tags, i, entity_type):
 
 
 # ----------------------------------------------------------------------------- 14: a type only in val/test
+@pytest.mark.slow
 def test_a_type_missing_from_train_is_named_before_training(files, tiny_bert, tmp_path):
     val = tmp_path / "val.txt"
     val.write_text(files["val"].read_text() + "القانون B-LAW\nالأساسي I-LAW\n\n", encoding="utf-8")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from arner_jax.train.loop import LoopState
 from tests.conftest import train_run
 
@@ -14,6 +16,7 @@ def test_loop_state_round_trips_through_json():
     assert LoopState.from_dict({"epoch": 1, "unknown_key": 3}) == LoopState(epoch=1)
 
 
+@pytest.mark.slow
 def test_patience_stops_the_run_after_epochs_without_improvement(tiny_bert, tmp_path):
     """With a learning rate too small to change the predictions, validation F1 never improves after epoch 1:
     the run stops after `patience` more epochs and keeps epoch 1."""

@@ -36,6 +36,7 @@ def steps(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wrapper", ["pmap", "shard_map"])
 def test_two_processes_step_like_one_process_with_two_devices(steps, wrapper):
     one, two = np.load(steps / "one" / f"{wrapper}.npz"), np.load(steps / "two" / f"{wrapper}.npz")
