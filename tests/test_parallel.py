@@ -26,8 +26,8 @@ def worker_report(*flags: str) -> dict:
 
 @pytest.fixture(scope="module")
 def report():
-    """The default set's configurations (`QUICK`): one-device base, 4-device pmap, 2-device shard_map with
-    accumulation; the gradient report and the batch-size error."""
+    """The default set's configurations (`QUICK`, `SPAN_QUICK`): the one-device base, 4-device pmap with
+    accumulation, the span model under 2-device shard_map; the gradient report and the batch-size error."""
     return worker_report("--quick")
 
 

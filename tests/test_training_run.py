@@ -44,6 +44,7 @@ def test_non_finite_loss_stops_the_run_naming_the_step(tiny_bert, tmp_path):
         train_run(tmp_path / "nan", "wojood_nested", *tiny(tiny_bert, "--max_epochs", "1", "--lr", "1e30"))
 
 
+@pytest.mark.slow
 def test_mtn_trains_and_scores_flat(tiny_bert, tmp_path):
     metrics = train_run(tmp_path / "mtn", "wojood_flat", *tiny(tiny_bert, "--max_epochs", "1", "--kind", "mtn"))
     assert metrics["val"]["mode"] == "flat" and metrics["kind"] == "mtn"
