@@ -103,14 +103,17 @@ def test_xla_and_einsum_attention_agree(dtype, tol):
                 for a in ("einsum", "xla", "auto")]
         assert all(np.isfinite(np.asarray(o, np.float32)).all() for o in outs)
         assert max_diff(outs[0], outs[1]) <= tol
-        assert max_diff(outs[1], outs[2]) == 0.0  # auto is xla here (CPU, no dropout)
+        assert max_diff(outs[0], outs[2]) == 0.0  # auto is einsum on the CPU
 
 
 def test_auto_keeps_attention_dropout_in_training(monkeypatch):
     config = tiny_config()
     assert resolve_attention("auto", config, jnp.float32, 2, deterministic=False) == "einsum"
-    assert resolve_attention("auto", config, jnp.float32, 2, deterministic=True) == "xla"
+    # on the CPU the einsum path is also the faster one outside training (3-19% in inference)
+    assert resolve_attention("auto", config, jnp.float32, 2, deterministic=True) == "einsum"
     no_dropout = config.replace(attention_probs_dropout_prob=0.0)
+    assert resolve_attention("auto", no_dropout, jnp.float32, 2, deterministic=False) == "einsum"
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
     assert resolve_attention("auto", no_dropout, jnp.float32, 2, deterministic=False) == "xla"
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert resolve_attention("auto", config, jnp.bfloat16, 2, deterministic=True) == "cudnn"

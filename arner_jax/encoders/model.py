@@ -103,7 +103,8 @@ class Embeddings(nn.Module):
 #           key lengths (mask.sum(-1)), which assumes right padding, as all our batches have.
 #   auto    einsum when attention-probability dropout is active (training with a rate > 0), so
 #           training stays faithful by default; otherwise cudnn on GPU for bfloat16/float16 with
-#           no or a [B, T] mask and a head size cuDNN takes, else xla.
+#           no or a [B, T] mask and a head size cuDNN takes, einsum on the CPU (faster there),
+#           else xla.
 # Choosing xla or cudnn for training trades BERT's attention dropout for speed (a warning says so).
 ATTENTION_IMPLEMENTATIONS = ("auto", "einsum", "xla", "cudnn")
 
@@ -134,9 +135,12 @@ def resolve_attention(attention: str, config: EncoderConfig, dtype: Any, mask_nd
     half = jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
     # cuDNN's flash attention: head size a multiple of 8, at most 128 (256 from Hopper on).
     head_ok = config.head_dim % 8 == 0 and config.head_dim <= 128
-    if jax.default_backend() == "gpu" and half and head_ok and mask_ndim in (None, 2):
+    backend = jax.default_backend()
+    if backend == "gpu" and half and head_ok and mask_ndim in (None, 2):
         return "cudnn"
-    return "xla"
+    # On the CPU our einsum path beats XLA's dot_product_attention (inference on the small encoder:
+    # 29.1 against 34.6 ms at 16 x 240 tokens, 3-19% over the evaluation lengths), with the same numbers.
+    return "einsum" if backend == "cpu" else "xla"
 
 
 def attention_mask_inputs(attention_mask: jax.Array | None, implementation: str) -> dict[str, jax.Array]:
