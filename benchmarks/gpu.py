@@ -281,16 +281,7 @@ def torch_variant(size: Size, batches: list[dict], compile_model: bool, warmup: 
                 "label_mask": torch.as_tensor(b["label_mask"] > 0, device=device)} for b in batches]
 
     def step(i):
-        b = tensors[i % len(tensors)]
-        with torch.autocast(device_type=device, dtype=torch.bfloat16):
-            logits = forward(b["input_ids"], b["attention_mask"])
-        loss = ref.unified_loss(logits.float(), b["labels"], b["label_mask"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        return loss.detach()
+        return ref.train_step(model, opt, sched, tensors[i % len(tensors)], forward=forward, autocast=device)
 
     def sync(loss):
         if device == "cuda":

@@ -7,6 +7,8 @@ clipping and the linear schedule. Written for speed as a fair baseline, not as a
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 
@@ -52,9 +54,14 @@ def make_optimizer(model, lr=2e-5, total_steps=1000):
     return opt, get_linear_schedule_with_warmup(opt, 0, total_steps)
 
 
-def train_step(model, opt, sched, batch):
-    logits = model(batch["input_ids"], batch["attention_mask"])
-    loss = unified_loss(logits, batch["labels"], batch["label_mask"])
+def train_step(model, opt, sched, batch, forward=None, autocast: str | None = None):
+    """One update; `forward` (default: the model) is what computes the logits (e.g. a torch.compile'd
+    model), under bf16 autocast on the `autocast` device type when given; the loss is in float32."""
+    forward = forward or model
+    context = torch.autocast(device_type=autocast, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
+    with context:
+        logits = forward(batch["input_ids"], batch["attention_mask"])
+    loss = unified_loss(logits.float(), batch["labels"], batch["label_mask"])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
