@@ -78,4 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from arner_jax.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # (see arner_jax.host_memory; the imports above are done again, ~1 s)
     sys.exit(main())

@@ -47,7 +47,10 @@ def versions(*packages: str) -> dict:
 
 def machine(*packages: str) -> dict:
     """The CPU, the JAX devices when JAX is imported, and the versions of `packages`."""
-    record = {**cpu(), "platform": platform.platform(), "versions": versions(*packages)}
+    from arner_jax import host_memory
+
+    record = {**cpu(), "platform": platform.platform(), "versions": versions(*packages),
+              "host_malloc": host_memory.describe()}
     import sys
 
     if "jax" in sys.modules:
@@ -64,4 +67,5 @@ def describe(record: dict) -> str:
     device = f"; {record['devices']} x {record['device_kind']} ({record['backend']})" if "backend" in record else ""
     return (f"{record['cpu']} ({isa_summary(record['isa'])}), {record['usable_cpus']} usable CPUs "
             f"({record['cores_per_socket']} cores / {record['threads_per_socket']} threads per socket), "
-            f"load average {record['load_average'][0]:.1f}{device}; {v}")
+            f"load average {record['load_average'][0]:.1f}{device}; {v}"
+            + (f"; {record['host_malloc']}" if record.get("host_malloc") else ""))

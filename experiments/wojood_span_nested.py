@@ -3,7 +3,10 @@
 The settings are the preset `wojood_span_nested` in arner_jax/presets.py (its docstring: commands and results).
 `python -m experiments.wojood_span_nested --help` lists the flags.
 """
-from arner_jax.train.cli import main
-
 if __name__ == "__main__":
+    from arner_jax.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # first, before JAX is imported (see arner_jax.host_memory)
+    from arner_jax.train.cli import main
+
     main(preset="wojood_span_nested")

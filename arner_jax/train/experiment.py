@@ -20,7 +20,7 @@ import json
 import logging
 from pathlib import Path
 
-from arner_jax import distributed, run_folder
+from arner_jax import distributed, host_memory, run_folder
 from arner_jax.config import RunConfig
 from arner_jax.train import runtime
 from arner_jax.train.loop import Trainer
@@ -62,6 +62,7 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
             log.warning("resuming with the run's saved settings; ignoring the new %s", ", ".join(changed))
         log.info("run folder %s (%s)", run_dir.resolve(), "resumed" if resume else "new")
         log.info("settings: %s", json.dumps(config.to_dict(), ensure_ascii=False))
+        log.info("%s", host_memory.describe())
         return Trainer(prepare(config, run_dir, inputs, resume=resume)).fit(resume=resume)
     finally:
         runtime.close_logging()

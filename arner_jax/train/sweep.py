@@ -267,4 +267,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 if __name__ == "__main__":
+    from arner_jax.host_memory import reexec_with_huge_pages
+
+    reexec_with_huge_pages()  # (see arner_jax.host_memory; the imports above are done again, ~1 s)
     main()
