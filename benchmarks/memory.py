@@ -2,16 +2,16 @@
 
 Owns: lowering and compiling (on the CPU, from abstract shapes: nothing is allocated) the
 library's train step (train.parallel.StepBodies of the nested tagger: 21 heads x 3 classes, the
-unified loss with the variance penalty, AdamW with clipping and, when accumulating, optax's
-MultiSteps) for a range of encoders, windows, batches and remat policies, and printing XLA's
+unified loss with the variance penalty, AdamW with clipping and, when accumulating, the step's
+own two passes over the micro-batches) for a range of encoders, windows, batches and remat policies, and printing XLA's
 compiled memory analysis (argument, output, aliased and temporary bytes) with a fit verdict for
 one Colab TPU v5e chip (16 GiB of HBM).
 
     python -m benchmarks.memory                       # the default table
     python -m benchmarks.memory --only base --out memory.json
 
-Fit rule: peak = arguments (float32 parameters, AdamW's two moments, MultiSteps' gradient
-accumulator when accumulating, the batch) + outputs not aliased to a donated argument +
+Fit rule: peak = arguments (float32 parameters, AdamW's two moments, the batch: every
+micro-batch of an update) + outputs not aliased to a donated argument +
 temporaries (gradients, activations kept for the backward, workspace). A configuration fits a
 v5e-1 when the peak is at most 15 GiB of its 16 GiB (about 1 GiB kept back for the runtime, the
 compiled program and fragmentation). The figures are the CPU compiler's: TPU fusion and layouts
