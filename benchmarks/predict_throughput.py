@@ -12,6 +12,7 @@ import time
 import jax
 
 from arner_jax.data.wojood import read_wojood
+from arner_jax.host_memory import reexec_with_huge_pages
 from arner_jax.predict import NERTagger
 
 
@@ -41,4 +42,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.host_memory)
     main()

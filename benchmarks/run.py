@@ -42,6 +42,7 @@ from arner_jax.data.batching import (
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
 from arner_jax.families import family_for
+from arner_jax.host_memory import reexec_with_huge_pages
 from arner_jax.parallel import PmapParallel, ShardMapParallel, StepBodies
 from arner_jax.train.optim import OptimConfig, make_optimizer
 from arner_jax.train.runtime import CompileCounter
@@ -398,7 +399,5 @@ def table(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    from arner_jax.host_memory import reexec_with_huge_pages
-
-    reexec_with_huge_pages()  # (see arner_jax.host_memory; the imports above are done again, ~1 s)
+    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.host_memory)
     main()
