@@ -76,8 +76,8 @@ def test_bfloat16_shard_map_accumulation_and_f1_selection(tiny_bert, tmp_path):
     assert metrics["steps"] == 2 * 31  # 240 sentences in updates of 4 x 2 rows: 31 per epoch (buckets)
 
 
-@pytest.mark.parametrize("module", ["experiments.wojood_nested",
-                                    pytest.param("arner_jax.train", marks=pytest.mark.slow)])
+@pytest.mark.slow  # the default set runs `python -m experiments.wojood_nested --help` (tests/test_host_memory.py)
+@pytest.mark.parametrize("module", ["experiments.wojood_nested", "arner_jax.train"])
 def test_training_entry_points_in_a_process(module, tmp_path):
     """`python -m experiments.NAME` (from the checkout) and `python -m arner_jax.train --preset` run a smoke run."""
     out = subprocess.run([sys.executable, "-m", module, "--smoke", "--output_path", str(tmp_path / "run"),
@@ -86,6 +86,7 @@ def test_training_entry_points_in_a_process(module, tmp_path):
     assert "test micro-F1" in out.stdout and (tmp_path / "run" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
 def test_two_identical_runs_give_identical_metrics_and_the_second_compiles_almost_nothing(tmp_path):
     """Same seed and data, the from-scratch tokenizer included: the same metrics.json (timings aside), and the
     second run loads its programs from the persistent compilation cache instead of compiling them."""
