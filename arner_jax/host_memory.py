@@ -54,13 +54,19 @@ def thp_mode(path: Path = THP_MODE) -> str | None:
     return text[start + 1:end] if 0 <= start < end else None
 
 
+def _hugetlb(environ: Mapping[str, str]) -> str | None:
+    """The value GLIBC_TUNABLES gives glibc.malloc.hugetlb ("name=value" items joined by ':'), None if unset."""
+    items = (item.partition("=") for item in environ.get("GLIBC_TUNABLES", "").split(":"))
+    return next((value for name, _, value in items if name == "glibc.malloc.hugetlb"), None)
+
+
 def huge_page_env(environ: Mapping[str, str], glibc: tuple[int, int] | None, mode: str | None) -> dict | None:
     """The environment to restart with, or None when a restart would change nothing."""
     if environ.get(SWITCH, "1") == "0" or glibc is None or glibc < MIN_GLIBC or mode != "madvise":
         return None
-    tunables = environ.get("GLIBC_TUNABLES", "")
-    if "glibc.malloc.hugetlb=" in tunables:
+    if _hugetlb(environ) is not None:
         return None  # set already (by us before the restart, or by the user)
+    tunables = environ.get("GLIBC_TUNABLES", "")
     env = dict(environ)
     env["GLIBC_TUNABLES"] = f"{tunables}:{TUNABLE}" if tunables else TUNABLE
     return env
@@ -89,7 +95,6 @@ def reexec_with_huge_pages() -> None:
 def describe(environ: Mapping[str, str] | None = None) -> str:
     """One line for logs and benchmark records: which allocator setting this process runs with."""
     environ = os.environ if environ is None else environ
-    settings = dict(item.partition("=")[::2] for item in environ.get("GLIBC_TUNABLES", "").split(":") if item)
-    hugetlb = settings.get("glibc.malloc.hugetlb")
+    hugetlb = _hugetlb(environ)
     state = f"glibc.malloc.hugetlb={hugetlb}" if hugetlb else "the default (4 KiB pages)"
     return f"host malloc: {state}; transparent huge pages: {thp_mode() or 'unknown'}"
