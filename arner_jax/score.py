@@ -3,7 +3,8 @@
 Both files are Wojood format with the same words (PRED may be a `predictions.txt`). Prints the
 metrics as JSON. A user error (a missing or unreadable file, a format error, files that do not line
 up) exits 2 with one line on stderr, `error: FILE:LINE: what; what to do` (no LINE when the whole
-file is at fault).
+file is at fault). The files are read by `arner_jax.tagged_file` (numpy over the bytes, the reference
+reader's results and errors) and scored by `arner_jax.scorer`; JAX is never imported.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import sys
 
 from arner_jax.data.wojood import SCHEMES, Corpus, WojoodFormatError
 from arner_jax.errors import ArgumentParser
-from arner_jax.metrics import SCORERS, read_tagged_file, score_tags
+from arner_jax.metrics import SCORERS
+from arner_jax.tagged_file import read_tagged, score_files
 
 SAME_WORDS = "the files must hold the same words and blank lines"
 
@@ -52,14 +54,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="iob2: the files' tags must be IOB2 (default); any: IOB1/BIOES/BILOU read as IOB2")
     args = parser.parse_args(argv)
     try:
-        gold = read_tagged_file(args.gold, args.tag_scheme)
-        pred = read_tagged_file(args.pred, args.tag_scheme)
-        check_aligned(gold, pred)
+        gold = read_tagged(args.gold, args.tag_scheme)
+        pred = read_tagged(args.pred, args.tag_scheme)
+        if not gold.same_words(pred):  # the slow check words the first difference
+            check_aligned(gold.to_corpus(), pred.to_corpus())
+            raise AssertionError(f"{args.gold} and {args.pred} differ, but check_aligned found no difference")
     except WojoodFormatError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    metrics = score_tags([s.tags for s in gold.sentences], [s.tags for s in pred.sentences], args.nested,
-                         scorer=args.scorer)
+    metrics = score_files(gold, pred, args.nested, scorer=args.scorer)
     metrics["dropped_duplicate_tags"] = {"gold": gold.dropped_duplicates, "pred": pred.dropped_duplicates}
     print(json.dumps(metrics, indent=1))
     return 0
