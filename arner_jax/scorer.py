@@ -6,7 +6,9 @@ with the same float operations as seqeval's `precision_score`/`recall_score`/`f1
 `classification_report(output_dict=True)` with `zero_division=0`. Strings stay out of it: turning word
 tags into ids is `arner_jax.metrics`' job, which also keeps seqeval itself as the oracle (scorer="seqeval").
 
-Tag ids: 0 = O, 1 + 2k = B-types[k], 2 + 2k = I-types[k].
+Tag ids: 0 = O, 1 + 2k = B-types[k], 2 + 2k = I-types[k]. `score_ids` takes them dense ([L, N]);
+`score_cells` only the non-O cells (positions and ids), which is all the scoring looks at: nested files
+have K layers of mostly O, and `arner_jax.tagged_file` makes the cells without the dense array.
 
 Both modes cut a layer into the same chunks: an I-X continues the chunk of the word before it when that
 word, in the same sentence, is B-X or I-X; every other non-O word starts a chunk. The lenient mode counts
@@ -22,18 +24,16 @@ from functools import partial
 import numpy as np
 
 
-def _chunks(ids: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices (row-major) of the first and last word of every chunk; ids [L, N], first [N] bool."""
-    inside = ids > 0
-    prev = ids[:, :-1]
-    cur = ids[:, 1:]
-    cont = np.zeros_like(inside)
-    # I-X (even id) after B-X (id - 1) or I-X (same id); never across a sentence start
-    cont[:, 1:] = (cur % 2 == 0) & inside[:, 1:] & ((prev == cur) | (prev == cur - 1))
-    cont &= ~first
-    end = inside.copy()
-    end[:, :-1] &= ~cont[:, 1:]
-    return np.flatnonzero(inside & ~cont), np.flatnonzero(end)
+def _chunks(at: np.ndarray, ids: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into at) of the first and last cell of every chunk; at [C] ascending flat indices (row-major
+    over [L, N]) of the non-O cells, ids [C] their tag ids, first [N] bool."""
+    cont = np.zeros(at.size + 1, dtype=bool)  # cont[j]: cell j continues cell j - 1's chunk; cont[C] = False
+    if at.size:
+        # I-X (even id) right after B-X (id - 1) or I-X (same id) in the same row; never at a sentence start
+        # (word 0 starts one, so a row's first cell never continues the row before)
+        cont[1:-1] = (at[1:] == at[:-1] + 1) & (ids[1:] % 2 == 0) & ((ids[:-1] == ids[1:]) | (ids[:-1] == ids[1:] - 1))
+        cont[:-1] &= ~first[at % first.size]
+    return np.flatnonzero(~cont[:-1]), np.flatnonzero(~cont[1:])
 
 
 def _prf(tp: np.ndarray, n_pred: np.ndarray, n_gold: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,18 +101,38 @@ def score_ids(gold: np.ndarray, pred: np.ndarray, lengths: np.ndarray, types: Se
     for name, ids in (("gold", gold), ("predicted", pred)):
         if ids.size and (ids.min() < 0 or ids.max() > 2 * len(types)):
             raise ValueError(f"{name} tag ids must lie in [0, {2 * len(types)}] for {len(types)} types")
-    first = np.zeros(gold.shape[1], dtype=bool)
-    first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
     g, p = gold.ravel(), pred.ravel()
-    g_start, g_end = _chunks(gold, first)
-    p_start, p_end = _chunks(pred, first)
-    p_end_at = np.full(p.size, -1, dtype=np.intp)
-    p_end_at[p_start] = p_end
-    g_first, p_first = g[g_start], p[p_start]
+    g_at, p_at = np.flatnonzero(g), np.flatnonzero(p)
+    return score_cells(g_at, g[g_at], p_at, p[p_at], lengths, types)
+
+
+def score_cells(g_at: np.ndarray, g_ids: np.ndarray, p_at: np.ndarray, p_ids: np.ndarray, lengths: np.ndarray,
+                types: Sequence[str]) -> dict:
+    """`score_ids` from the non-O cells alone (what `score_ids` reduces its dense ids to).
+
+    g_at, p_at: int [C], strictly ascending flat indices (row-major) into the [L, N] ids of `score_ids`, with
+        N = lengths.sum(); g_ids, p_ids: int [C], their tag ids, each in [1, 2K].
+    Raises ValueError on unsorted cells or ids outside [1, 2K].
+    """
+    lengths = np.asarray(lengths, dtype=np.intp)
+    for name, at, ids in (("gold", g_at, g_ids), ("predicted", p_at, p_ids)):
+        if at.shape != ids.shape or (at.size and (np.diff(at) <= 0).any()):
+            raise ValueError(f"{name} cells must be strictly ascending positions, one id each")
+        if ids.size and (ids.min() < 1 or ids.max() > 2 * len(types)):
+            raise ValueError(f"{name} cell ids must lie in [1, {2 * len(types)}] for {len(types)} types")
+    first = np.zeros(int(lengths.sum()), dtype=bool)
+    first[(np.cumsum(lengths) - lengths)[lengths > 0]] = True
+    g_start, g_end = _chunks(g_at, g_ids, first)
+    p_start, p_end = _chunks(p_at, p_ids, first)
+    g_first, p_first = g_ids[g_start], p_ids[p_start]
     g_type, p_type = (g_first - 1) >> 1, (p_first - 1) >> 1
-    p_at_g_start = p[g_start]  # the predicted id where each gold entity starts
+    g_start, g_end = g_at[g_start], g_at[g_end]
+    # the predicted chunk that starts where each gold entity starts, if any (a sentinel -1 past the last)
+    p_start, p_end = np.append(p_at[p_start], -1), np.append(p_at[p_end], -1)
+    k = np.searchsorted(p_start[:-1], g_start)
+    p_at_g_start = np.where(p_start[k] == g_start, np.append(p_first, 0)[k], 0)  # its id; 0: none
     # same span and type: the prediction has a chunk starting there that ends where gold's does
-    hit = (p_end_at[g_start] == g_end) & ((p_at_g_start - 1) >> 1 == g_type)
+    hit = (p_start[k] == g_start) & (p_end[k] == g_end) & ((p_at_g_start - 1) >> 1 == g_type)
     g_b, p_b = g_first % 2 == 1, p_first % 2 == 1
     count = partial(np.bincount, minlength=len(types))
     out = report(count(g_type[hit]), count(p_type), count(g_type), types)

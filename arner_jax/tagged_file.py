@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
 
 from arner_jax.data.wojood import TAG_RE, Corpus, Sentence, _parse_tags
 from arner_jax.metrics import PREDICTIONS_HEADER, read_tagged_file, score_tags
-from arner_jax.scorer import score_ids
+from arner_jax.scorer import score_cells
 
 BOM = b"\xef\xbb\xbf"
 # ASCII controls that str.split or str.splitlines treat as whitespace or a line break and a byte split on
@@ -31,6 +32,7 @@ BOM = b"\xef\xbb\xbf"
 OTHER_CONTROLS = np.array([0x0B, 0x0C, 0x1C, 0x1D, 0x1E, 0x1F], np.uint8)
 MAX_FIELD_WORDS = 1 << 23  # tag fields are compared as [lines, widest field / 8] uint64: at most 64 MiB
 # the masks that keep the first 0..8 bytes of a little-endian uint64
+HASH_BITS = 20  # distinct tag fields are found through a table of 2 ** 20 slots (4 MiB)
 LOW_BYTES = np.array([(1 << (8 * n)) - 1 for n in range(9)], np.uint64)
 
 
@@ -96,20 +98,33 @@ class TaggedFile:
                 and np.array_equal(self.word_end - self.word_start, other.word_end - other.word_start)
                 and np.array_equal(self.word_bytes(), other.word_bytes()))
 
-    def tag_ids(self, types: Sequence[str], nested: bool) -> np.ndarray:
-        """Tag ids as `arner_jax.metrics.encode_tags` makes them: nested [K, N], a word's first tag of
-        each type; flat [1, N], a word's first tag. Encoded once per distinct tag list, then gathered."""
+    def tag_cells(self, types: Sequence[str], nested: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The non-O cells of the tag ids `arner_jax.metrics.encode_tags` makes (nested [K, N]: a word's first
+        tag of each type; flat [1, N]: its first tag), as `arner_jax.scorer.score_cells` takes them: flat
+        indices, ascending, and ids. Encoded once per distinct tag list, then gathered."""
         index = {f"{prefix}-{t}": 2 * k + j for k, t in enumerate(types) for j, prefix in ((1, "B"), (2, "I"))}
         if not nested:
-            first = np.array([index.get(tags[0], 0) if tags else 0 for tags in self.tag_lists], np.int32)
-            return first[self.tag_list_of_word][None]
-        table = np.zeros((len(types), len(self.tag_lists)), np.int32)  # [K, distinct tag lists]
-        for c, tags in enumerate(self.tag_lists):
-            for tag in tags:
-                i = index.get(tag, 0)
-                if i and not table[(i - 1) >> 1, c]:  # a word's first tag of a type counts
-                    table[(i - 1) >> 1, c] = i
-        return np.take(table, self.tag_list_of_word, axis=1)
+            first = np.array([index.get(tags[0], 0) if tags else 0 for tags in self.tag_lists], np.intp)
+            ids = first[self.tag_list_of_word]
+            at = np.flatnonzero(ids)
+            return at, ids[at]
+        layers, ids = [], []  # per distinct tag list: the layers (types) of its cells and their ids
+        for tags in self.tag_lists:
+            cells: dict[int, int] = {}
+            for i in map(index.get, tags, repeat(0)):
+                if i:
+                    cells.setdefault((i - 1) >> 1, i)  # a word's first tag of a type counts
+            layers.append(list(cells))
+            ids.append(list(cells.values()))
+        n_words, per_list = self.tag_list_of_word.size, np.array([len(c) for c in layers], np.intp)
+        n_cells = per_list[self.tag_list_of_word]  # [N]
+        # cell j of word i is entry (start of i's list) + j of the lists' cells laid end to end
+        word = np.repeat(np.arange(n_words), n_cells)
+        entry = np.arange(word.size) + np.repeat((np.cumsum(per_list) - per_list)[self.tag_list_of_word]
+                                                 - (np.cumsum(n_cells) - n_cells), n_cells)
+        at = np.array(list(chain.from_iterable(layers)), np.intp)[entry] * n_words + word
+        order = np.argsort(at, kind="stable")
+        return at[order], np.array(list(chain.from_iterable(ids)), np.intp)[entry][order]
 
 
 def types_of(*files: TaggedFile) -> list[str]:
@@ -122,7 +137,7 @@ def score_files(gold: TaggedFile, pred: TaggedFile, nested: bool, scorer: str = 
     if scorer != "fast":
         return score_tags(gold.tags(), pred.tags(), nested, scorer=scorer)
     types = types_of(gold, pred)
-    metrics = score_ids(gold.tag_ids(types, nested), pred.tag_ids(types, nested), gold.lengths, types)
+    metrics = score_cells(*gold.tag_cells(types, nested), *pred.tag_cells(types, nested), gold.lengths, types)
     metrics["mode"] = "nested" if nested else "flat"
     return metrics
 
@@ -256,8 +271,8 @@ def _unicode_space(data: np.ndarray) -> bool:
 
 
 def _distinct_spans(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """The distinct byte strings among the spans: index of each one's first span, and each span's index
-    of its string (in the order of a hash of the strings); None when the spans are too wide to compare."""
+    """The distinct byte strings among the spans: the index of one span of each, and each span's index of
+    its string; None when the spans are too wide to compare."""
     width = end - start
     cols = max(1, -(-int(width.max(initial=0)) // 8))  # 8-byte words per span
     if width.size * cols > MAX_FIELD_WORDS:
@@ -269,8 +284,17 @@ def _distinct_spans(data: np.ndarray, start: np.ndarray, end: np.ndarray) -> tup
     for c in range(cols):
         words[:, c] = at[start + 8 * c] & LOW_BYTES[np.clip(width - 8 * c, 0, 8)]
         key = (key ^ words[:, c]) * np.uint64(0x9E3779B97F4A7C15)  # wraps around: a hash, checked below
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    same = first[inverse]
+    # one slot per hash value (top HASH_BITS bits): the span last written there stands for all spans that
+    # hash there, which the check below confirms (a sort, np.unique, costs more than the rest of the read)
+    slot = np.empty(1 << HASH_BITS, np.int32 if width.size < 2 ** 31 else np.intp)  # few slots are touched
+    bucket = key >> np.uint64(64 - HASH_BITS)
+    slot[bucket] = np.arange(width.size, dtype=slot.dtype)
+    same = slot[bucket]
     if not (np.array_equal(width, width[same]) and np.array_equal(words, words[same])):
-        return None  # two strings with one hash: never seen, but then the reference reader reads the file
-    return first, inverse.reshape(-1)
+        # two distinct strings in one slot (about once in 2 ** HASH_BITS / distinct ** 2 files): sort instead
+        _, same, inverse = np.unique(np.column_stack([width.astype(np.uint64), words]), axis=0, return_index=True,
+                                     return_inverse=True)
+        return same, inverse.reshape(-1)
+    stands = np.zeros(width.size, bool)
+    stands[same] = True
+    return np.flatnonzero(stands), (np.cumsum(stands) - 1)[same]

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from arner_jax.data.wojood import WojoodFormatError
-from arner_jax.metrics import PREDICTIONS_HEADER, read_tagged_file, score_tags
+from arner_jax import tagged_file
+from arner_jax.metrics import PREDICTIONS_HEADER, encode_tags, read_tagged_file, score_tags
 from arner_jax.tagged_file import read_tagged, score_files
 from tests.conftest import REPO, shared_path
 
@@ -140,6 +141,27 @@ def test_random_files_read_the_same(tmp_path):
         assert got.fast and got.to_corpus() == reference, path.read_bytes()
         read += 1
     assert read > 100 and errors > 20  # both sides of the fuzzing ran
+
+
+def test_distinct_tag_fields_survive_hash_collisions(tmp_path, monkeypatch):
+    """With a 2-slot table every distinct tag field collides: the reader sorts instead, and reads the same."""
+    path = shared_path("data", "wojood_sample", "val.txt")
+    monkeypatch.setattr(tagged_file, "HASH_BITS", 1)
+    same_as_reference(path)
+
+
+def test_tag_cells_are_the_non_o_ids_of_encode_tags():
+    corpus = read_tagged_file(shared_path("data", "wojood_sample", "test.txt"))
+    words = [tags for s in corpus.sentences for tags in s.tags]
+    words[3] = ["B-ORG", "I-GPE", "B-ORG"]  # a second tag of a type does not count, nor does a type left out
+    tagged = tagged_file.TaggedFile.from_corpus(corpus)
+    tagged.tag_lists.append(tuple(words[3]))
+    tagged.tag_list_of_word[3] = len(tagged.tag_lists) - 1
+    for types, nested in ((corpus.types, True), (corpus.types, False), (["ORG", "PERS"], True)):
+        dense = encode_tags(words, nested, types).ravel()
+        at, ids = tagged.tag_cells(types, nested)
+        np.testing.assert_array_equal(at, np.flatnonzero(dense))
+        np.testing.assert_array_equal(ids, dense[at])
 
 
 def test_score_files_gives_score_tags_dicts(tmp_path):
