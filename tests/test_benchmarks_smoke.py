@@ -34,6 +34,17 @@ def test_scorer_benchmark_smoke(tmp_path):
     assert machine["versions"]["seqeval"] == "1.2.2" and machine["cpu"] and "isa" in machine
 
 
+def test_score_files_benchmark_smoke(tmp_path):
+    from benchmarks import score_files
+
+    out = tmp_path / "score_files.json"
+    report = score_files.main(["--data", str(shared_path("data", "wojood_sample")), "--sentences", "30", "--copies",
+                               "2", "--out", str(out)])
+    assert report["nested"]["identical"] and report["flat"]["identical"] and report["nested"]["ours"]["n"] == 2
+    saved = json.loads(out.read_text())
+    assert saved["machine"]["versions"]["seqeval"] == "1.2.2" and saved["startup_seconds"]["score_help"]["median"] > 0
+
+
 @pytest.mark.slow
 def test_gpu_benchmark_runs_tiny_on_cpu(tmp_path, monkeypatch):
     """benchmarks.gpu end to end on the CPU with a tiny encoder: the cuDNN variant falls back to
