@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from arner_jax.data.wojood import WojoodFormatError
 from arner_jax import tagged_file
+from arner_jax.data.wojood import WojoodFormatError
 from arner_jax.metrics import PREDICTIONS_HEADER, encode_tags, read_tagged_file, score_tags
 from arner_jax.tagged_file import read_tagged, score_files
 from tests.conftest import REPO, shared_path
