@@ -11,6 +11,7 @@ from arner_jax.data.schemes import tag_spans, to_iob2
 from arner_jax.data.wojood import parse_wojood
 from arner_jax.span_marker import spans as S
 from tests.conftest import ARABIC_TEXT, shared_path
+from tests.cross_machine import named, span_outcomes, span_record_triples
 
 FIXTURE = ("fixtures", "span_marker_tiny")
 
@@ -237,7 +238,18 @@ def _fixture_cases():
     return json.loads(shared_path(*FIXTURE, "expected.json").read_text(encoding="utf-8"))["cases"]
 
 
+# The fixture's logits come from PyTorch on another CPU, ours from XLA on this one: kernels differ by framework
+# and by instruction set (AVX2, AVX-512, ...), so they agree to float32 rounding, not to the bit. 1e-4 is
+# the fixture's stated contract (its README): logits reach |18.8|, where a float32 ulp is 1.9e-6, and the
+# measured worst difference is 5e-6 (AMD EPYC, AVX-512 and AVX2); one wrong weight or missing term moves
+# them by 1e-2 or more. Probabilities, hence scores, move by at most half as much as the logits.
+FIXTURE_LOGIT_TOL = 1e-4
+
+
 def test_pytorch_span_marker_fixture_logits_and_predictions():
+    """Logits to FIXTURE_LOGIT_TOL; predictions exactly where they do not hinge on the last bits of the
+    scores (spans of close scores that overlap may be taken in either order), and elsewhere one of the
+    outcomes the fixture's logits allow (tests/cross_machine.py)."""
     pytest.importorskip("torch")  # the fixture's weights are pytorch_model.bin
     from arner_jax.span_marker import SpanMarkerModel
 
@@ -246,18 +258,30 @@ def test_pytorch_span_marker_fixture_logits_and_predictions():
     cases = _fixture_cases()
     inputs = [case["input"] for case in cases]
     worst = 0.0
+    outcomes = []
     # All cases at once: their spans share rows (SpanMarker scored each text alone).
-    for (_spans, logits), case in zip(model.span_logits(inputs), cases):
+    for (spans, logits), case in zip(model.span_logits(inputs), cases):
         expected = np.asarray(case["span_logits"])
         assert logits.shape == expected.shape
         worst = max(worst, float(np.abs(logits - expected).max()))
+        outcomes.append([named(x, model.labels) for x in span_outcomes(spans, expected, FIXTURE_LOGIT_TOL)])
+    assert worst < FIXTURE_LOGIT_TOL, worst
     predictions = model.predict(inputs)
     predictions[-1] = model.predict(inputs[-1])  # and one text alone
-    for got, case in zip(predictions, cases):
-        assert [{k: v for k, v in e.items() if k != "score"} for e in got] == \
-               [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]
-        np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in case["predictions"]], atol=1e-4)
-    assert worst < 1e-4, worst
+    clear = 0
+    for got, case, (sure, possible) in zip(predictions, cases, outcomes):
+        theirs, ours = (span_record_triples(r, case["input"], model.tokenizer) for r in (case["predictions"], got))
+        assert sure <= theirs <= possible  # the fixture's own outcome is one of them
+        assert sure <= ours <= possible, (ours - possible, sure - ours)
+        if sure == possible:  # nothing hinges on the last bits: the very records
+            clear += 1
+            assert [{k: v for k, v in e.items() if k != "score"} for e in got] == \
+                   [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]
+            np.testing.assert_allclose([e["score"] for e in got], [e["score"] for e in case["predictions"]],
+                                       atol=FIXTURE_LOGIT_TOL)
+    # the exact comparison keeps its teeth: 4 of the 10 cases are clear at this tolerance, and the other
+    # cases' sure entities still have to be found
+    assert clear >= 3 and sum(len(sure) for sure, _ in outcomes) >= 30, (clear, outcomes)
 
 
 def test_roundtrip_export_matches_fixture_layout(tmp_path):
@@ -311,12 +335,19 @@ def test_pytorch_span_marker_package_loads_our_export(tmp_path):
 
     SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model")).save_pretrained(tmp_path / "ours")
     cases = _fixture_cases()
+    fixture_model = SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model"), truncate=True)  # its rows
+    outcomes = [[named(x, fixture_model.labels) for x in span_outcomes(spans, case["span_logits"], FIXTURE_LOGIT_TOL)]
+                for (spans, _), case in zip(fixture_model.span_logits([c["input"] for c in cases]), cases)]
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run([python, "-c", _PYTORCH_SIDE, str(tmp_path / "ours"),
                           json.dumps([c["input"] for c in cases], ensure_ascii=False)],
                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    for records, case in zip(got, cases):
-        assert [{k: v for k, v in e.items() if k != "score"} for e in records] == \
-               [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]
+    # PyTorch here and PyTorch where the fixture was made differ in the last bits (other CPU kernels):
+    # the same records where nothing hinges on them, one of the possible outcomes elsewhere
+    for records, case, (sure, possible) in zip(got, cases, outcomes):
+        assert sure <= span_record_triples(records, case["input"], fixture_model.tokenizer) <= possible
+        if sure == possible:
+            assert [{k: v for k, v in e.items() if k != "score"} for e in records] == \
+                   [{k: v for k, v in e.items() if k != "score"} for e in case["predictions"]]
