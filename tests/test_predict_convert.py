@@ -13,8 +13,9 @@ from arner_jax.data.entities import entity_records, layer_entities, split_words
 from arner_jax.data.synthetic import generate_sentences
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import parse_wojood, read_wojood
-from arner_jax.tagger import KINDS, tag_layers
+from arner_jax.tagger import KINDS, class_mask, tag_layers
 from tests.conftest import REPO
+from tests.cross_machine import near_top
 
 TRICKY = "قال  الرئيسُ، محمــد عبّاس: (بلدية نابلس)   2023!"
 
@@ -23,7 +24,7 @@ TRICKY = "قال  الرئيسُ، محمــد عبّاس: (بلدية نابل
 def nested_tagger(nested_run):
     from arner_jax.predict import NERTagger
 
-    return NERTagger.from_pretrained(nested_run)
+    return NERTagger.from_pretrained(nested_run, with_logits=True)  # logits: to tell near ties (see below)
 
 
 # ----------------------------------------------------------------------------- offsets, handcrafted
@@ -77,19 +78,40 @@ def test_offsets_slice_the_raw_input(nested_tagger):
                for rs in results for a in rs for b in rs), "nested entities are returned"
 
 
+# One text alone runs in other batch shapes than twelve together (other padding, rows, XLA kernels), so
+# logits agree to float32 rounding, not to the bit: this run's logits stay below 9, where a float32 ulp is
+# 9.5e-7, and differ by up to 3.8e-6 (measured, AMD EPYC); 5e-5 leaves room for other CPUs and is far
+# below what a mixed-up row or position changes (0.1 or more). Scores (mean probabilities) move by at most
+# half as much. A head's argmax is compared where no logits within the tolerance could change it; a word
+# whose top two classes are closer may go either way.
+BATCH_LOGIT_TOL = 5e-5
+
+
 def test_batched_equals_one_at_a_time_and_edge_inputs(nested_tagger):
     texts = _tricky_texts()[:12]
+    mask = class_mask(KINDS["nested"], nested_tagger.labels)
+    sentences = [split_words(t)[0] for t in texts]
+    split, outputs = nested_tagger.outputs(sentences)
+    clear = []
+    for sentence, together in zip(sentences, split.per_word(outputs)):
+        one_split, one_outputs = nested_tagger.outputs([sentence])
+        [alone] = one_split.per_word(one_outputs)
+        np.testing.assert_allclose(alone["logits"], together["logits"], atol=BATCH_LOGIT_TOL)
+        allowed = near_top(together["logits"], BATCH_LOGIT_TOL, mask)  # [n, T, C]
+        assert np.take_along_axis(allowed, alone["ids"][..., None], axis=-1).all()
+        clear.append(bool((allowed.sum(-1) == 1).all()))
+    assert sum(clear) >= 10, clear  # a trained run: near ties are rare
     batched = nested_tagger.predict(texts)
     single = [nested_tagger.predict(t) for t in texts]  # other batch shapes: scores equal to float precision
     strip = lambda rs: [[{k: v for k, v in r.items() if k != "score"} for r in x] for x in rs]  # noqa: E731
-    assert strip(batched) == strip(single)
-    np.testing.assert_allclose([r["score"] for x in batched for r in x], [r["score"] for x in single for r in x],
-                               atol=1e-5)
+    assert strip([b for b, ok in zip(batched, clear) if ok]) == strip([s for s, ok in zip(single, clear) if ok])
+    np.testing.assert_allclose([r["score"] for x, ok in zip(batched, clear) if ok for r in x],
+                               [r["score"] for x, ok in zip(single, clear) if ok for r in x], atol=BATCH_LOGIT_TOL)
     assert nested_tagger.predict("") == [] and nested_tagger.predict(["", texts[0]])[0] == []
     words = texts[1].split()
     by_words = nested_tagger.predict(words, is_split_into_words=True)
     assert all(" ".join(words[r["start"]:r["end"]]) == r["text"] for r in by_words)
-    by_text = [(r["label"], " ".join(r["text"].split())) for r in batched[1]]
+    by_text = [(r["label"], " ".join(r["text"].split())) for r in single[1]]  # alone, as by_words
     assert [(r["label"], r["text"]) for r in by_words] == by_text
 
 
