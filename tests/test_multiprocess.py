@@ -19,7 +19,10 @@ LAUNCH = [sys.executable, "-m", "arner_jax.launch", "--num_processes", "2", "--d
 
 
 def one_process_two_devices() -> dict:
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    # the caller's XLA flags (--xla_cpu_max_isa=AVX2, say) stay, as arner_jax.launch keeps them for the two
+    # processes: both sides of a comparison run under the same ISA
+    xla = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f)
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"{xla} --xla_force_host_platform_device_count=2".strip())
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,9 @@ from tests.parallel_worker import CONFIGS, QUICK, SPAN_CONFIGS, SPAN_QUICK
 
 
 def worker_report(*flags: str) -> dict:
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    # the caller's XLA flags (--xla_cpu_max_isa=AVX2, say) stay: the worker runs under the same ISA as the tests
+    xla = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f)
+    env = dict(os.environ, XLA_FLAGS=f"{xla} --xla_force_host_platform_device_count=4".strip(), JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-m", "tests.parallel_worker", *flags], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
