@@ -69,6 +69,11 @@ def attention_bias(attention_mask: jax.Array | None) -> jax.Array | None:
     return jnp.where(mask, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
 
 
+def _no_grad_where(rows: jax.Array, x: jax.Array) -> jax.Array:
+    """x with no gradient flowing back through the positions `rows` ([B, T] bool; x [B, T, H])."""
+    return jnp.where(rows[..., None], jax.lax.stop_gradient(x), x)
+
+
 class Embeddings(nn.Module):
     config: EncoderConfig
     dtype: Any = jnp.float32
@@ -79,8 +84,15 @@ class Embeddings(nn.Module):
         embed = lambda n, name: nn.Embed(  # noqa: E731
             n, cfg.hidden_size, embedding_init=_INIT(0.02), dtype=self.dtype, name=name
         )
-        x = embed(cfg.vocab_size, "word_embeddings")(input_ids)
-        x = x + embed(cfg.max_position_embeddings, "position_embeddings")(position_ids)
+        # Hugging Face builds these tables as nn.Embedding(padding_idx=pad_token_id), whose padding row
+        # gets no gradient: the rows read at padding positions are constants here too (a training that
+        # feeds padding to the encoder, e.g. --recipe um6p, updates exactly what PyTorch updates).
+        pad_ids = input_ids == cfg.pad_token_id
+        x = _no_grad_where(pad_ids, embed(cfg.vocab_size, "word_embeddings")(input_ids))
+        position = embed(cfg.max_position_embeddings, "position_embeddings")(position_ids)
+        if cfg.family == "roberta":  # RoBERTa's position table has padding_idx too
+            position = _no_grad_where(position_ids == cfg.pad_token_id, position)
+        x = x + position
         x = x + embed(cfg.type_vocab_size, "token_type_embeddings")(token_type_ids)
         x = nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=self.dtype, name="layer_norm")(x)
         return nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
