@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import optax
 
 # Leaf names that get weight decay: Dense kernels, embedding tables and the fused head kernel.
@@ -40,7 +41,12 @@ def lr_schedule(config: OptimConfig, total_updates: int) -> optax.Schedule:
     """Linear warmup (if any) to `lr`, then linear decay to 0 at `total_updates`."""
     total = max(int(total_updates), 1)
     warmup = int(round(config.warmup_ratio * total))
-    decay = optax.linear_schedule(config.lr, 0.0, max(total - warmup, 1))
+    span = max(total - warmup, 1)
+
+    def decay(count):
+        # lr * (span - count) / span, not optax.linear_schedule's lr + (0 - lr) * count / span: in float32
+        # that form cancels near the end (1.5e-6 relative off PyTorch's rate at the last of 30 updates)
+        return config.lr * jnp.clip(span - count, 0, span).astype(jnp.float32) / span
     if warmup == 0:
         return decay
     return optax.join_schedules([optax.linear_schedule(0.0, config.lr, warmup), decay], [warmup])
