@@ -74,8 +74,10 @@ class RunConfig:
     scratch_layers: int = _field(2, "layers of the from-scratch encoder")
     scratch_heads: int = _field(2, "attention heads of the from-scratch encoder")
     # ------------------------------------------------------------------ token taggers (SPEC 3, 4)
-    reference_labels: bool = _field(False, "train as the Wojood reference: every subword, [CLS], [SEP] and padding "
-                                    "as O, no attention mask")
+    recipe: str = _field("arner", "nested/mtn: arner (first subwords trained, padding masked in attention, "
+                         "windows for long sentences) or um6p (the UM6P & UL reference exactly: every position "
+                         "trained, padding as <pad>, no attention mask, <pad>/tags/O heads, sentences cut at 510 "
+                         "subwords, its batching, validation loss and decoding; arner_jax/um6p.py)", ("arner", "um6p"))
     loss: str = _field("unified", "training loss of each head (unified: 0.2 Dice + 0.2 Tversky + 0.2 focal + "
                        "0.4 (CE + 5 IRM))", LOSSES)
     var_penalty: float = _field(5.0, "weight of the variance of the per-type losses (0: off)")
@@ -136,6 +138,9 @@ class RunConfig:
             _check(name, getattr(self, name), _finite(getattr(self, name)) and getattr(self, name) >= 0,
                    "0 or a positive number")
         _check("threshold", self.threshold, _finite(self.threshold) and 0 <= self.threshold <= 1, "in [0, 1]")
+        if self.recipe == "um6p" and self.kind not in ("nested", "mtn"):
+            raise ConfigError(f"--recipe um6p: the reference recipe is for --kind nested or mtn (the paper's systems), "
+                              f"not {self.kind!r}; use --kind mtn for flat data")
         paths = (self.train_path, self.val_path, self.test_path)
         if any(paths) and not all(paths):
             missing = [f"--{n}" for n, p in zip(("train_path", "val_path", "test_path"), paths) if not p]

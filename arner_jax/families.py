@@ -75,6 +75,33 @@ class EncodedSplit(abc.ABC):
     def collate(self, indices: Sequence[int], rows: int, length: int) -> dict[str, np.ndarray]:
         """A batch of `rows` rows (items `indices`, then empty rows) padded to `length` tokens."""
 
+    def collate_group(self, group: Sequence[int], local: slice, rows: int, length: int) -> dict[str, np.ndarray]:
+        """This process's rows `group[local]` of the batch `group` (a split whose batches depend on the
+        whole group, e.g. padded to its longest row, overrides this)."""
+        return self.collate(list(group)[local], rows, length)
+
+    # ------------------------------------------------------------------ batching
+    def train_buckets(self, rows: int, max_length: int) -> tuple[int, ...]:
+        """The lengths training batches of `rows` rows are padded to (fitted to the items' lengths)."""
+        from arner_jax.data.batching import fit_buckets
+
+        key = (rows, max_length)
+        if getattr(self, "_buckets", (None, None))[0] != key:
+            self._buckets = (key, fit_buckets(self.lengths(), rows, self.max_item_length(max_length)))
+        return self._buckets[1]
+
+    def train_plan(self, rows: int, seed: int, epoch: int, max_length: int) -> list[tuple[int, list[int]]]:
+        """The epoch's training batches as (length, item indices): a pure function of (seed, epoch)."""
+        from arner_jax.data.batching import train_batches
+
+        return train_batches(self.lengths(), rows, seed, epoch, self.train_buckets(rows, max_length))
+
+    def eval_plan(self, rows: int, max_length: int) -> list[tuple[int, list[int]]]:
+        """Evaluation batches as (length, item indices): length-sorted, on the fixed evaluation ladder."""
+        from arner_jax.data.batching import bucket_lengths, eval_batches
+
+        return eval_batches(self.lengths(), rows, bucket_lengths(self.max_item_length(max_length)))
+
     def max_item_length(self, max_length: int) -> int:
         """The longest an item can be when the sentences were encoded with `max_length` (the largest
         length bucket). An item is a window of at most max_length tokens unless the family adds

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from arner_jax.data.batching import bucket_lengths, eval_batches
 from arner_jax.families import EncodedSplit, ModelFamily, WordTags
 from arner_jax.metrics import score_tags
 from arner_jax.parallel import DataParallel
@@ -40,8 +39,8 @@ def run(parallel: DataParallel, params: Any, split: EncodedSplit, batch_size: in
     local = parallel.local_rows(rows)
     outputs: list[dict | None] = [None] * len(lengths)
     losses = []
-    for length, indices in eval_batches(lengths, rows, bucket_lengths(split.max_item_length(max_length))):
-        batch = split.collate(indices[local], local.stop - local.start, length)
+    for length, indices in split.eval_plan(rows, max_length):
+        batch = split.collate_group(indices, local, local.stop - local.start, length)
         pred, loss = parallel.eval_step(params, batch)  # pred: every row of the global batch
         losses.append(loss)
         for row, i in enumerate(indices):

@@ -38,6 +38,7 @@ from arner_jax.families import (
     register_family,
 )
 from arner_jax.losses import LossConfig, batch_statistics, loss_from_statistics
+from arner_jax.um6p import ReferenceSplit, ReferenceVocab, encode_reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,6 +136,9 @@ class TaggerObjective:
     class_mask: np.ndarray  # [T, C]
     loss_config: LossConfig
     with_logits: bool = False
+    # --recipe um6p: argmax over every output, a narrower head's missing ones read as the logit 0 (the
+    # reference pads its logits with 0); the host decodes ids as the reference does (arner_jax.um6p)
+    reference_decoding: bool = False
     batch_keys: tuple[str, ...] = ("input_ids", "attention_mask", "labels", "label_mask")
 
     def statistics(self, params, batch, rngs, deterministic: bool, rank_offset):
@@ -149,7 +153,10 @@ class TaggerObjective:
 
     def predict(self, logits):
         mask = jnp.asarray(self.class_mask)
-        ids = decode_class_ids(logits, mask, self.spec.one_tag_per_word)  # [b, L, T]
+        if self.reference_decoding:
+            ids = jnp.argmax(jnp.where(mask, logits, 0.0), axis=-1)  # [b, L, T]
+        else:
+            ids = decode_class_ids(logits, mask, self.spec.one_tag_per_word)  # [b, L, T]
         logp = jnp.take_along_axis(masked_log_probs(logits, mask), ids[..., None], axis=-1)[..., 0]
         out = {"ids": ids.astype(jnp.int32), "probs": jnp.exp(logp)}
         if self.with_logits:
@@ -161,17 +168,17 @@ class TaggerSplit(EncodedSplit):
     """Sentences as tagger windows (one per sentence, overlapping windows for long ones)."""
 
     def __init__(self, sentences, windows: list[Window], spec: KindSpec, vocab: LabelVocab, pad_id: int,
-                 reference_labels: bool = False, stats: AlignStats | None = None):
+                 stats: AlignStats | None = None):
         super().__init__(sentences)
         self.windows, self.spec, self.vocab = windows, spec, vocab
-        self.pad_id, self.reference_labels = pad_id, reference_labels
+        self.pad_id = pad_id
         self.stats = stats or AlignStats()
 
     def lengths(self) -> list[int]:
         return [len(w) for w in self.windows]
 
     def collate(self, indices, rows: int, length: int) -> dict[str, np.ndarray]:
-        return collate_windows(self.windows, indices, rows, length, self.pad_id, self.reference_labels)
+        return collate_windows(self.windows, indices, rows, length, self.pad_id)
 
     def per_word(self, outputs: Sequence[dict]) -> list[dict[str, np.ndarray]]:
         """Per sentence, its outputs per word (the first subword's, in the window that scores it):
@@ -203,18 +210,20 @@ class TaggerSplit(EncodedSplit):
 class TaggerFamily(ModelFamily):
     name = "tagger"
     kinds = tuple(KINDS)
-    options = ("reference_labels", "loss", "var_penalty", "head_reduction")
+    options = ("recipe", "loss", "var_penalty", "head_reduction")
     fine_tune_lr = 2e-5  # the Wojood reference
     export_formats = ("pytorch",)
 
-    def label_space(self, config, corpora) -> LabelVocab:
+    def label_space(self, config, corpora) -> LabelVocab | ReferenceVocab:
+        if config.recipe == "um6p":  # the reference's vocabularies, from train+val+test in file order
+            return ReferenceVocab.from_sentences([s for c in corpora for s in c.sentences], config.kind)
         return LabelVocab.from_corpus(Corpus([s for c in corpora for s in c.sentences]))
 
-    def labels_to_json(self, labels: LabelVocab) -> dict:
+    def labels_to_json(self, labels: LabelVocab | ReferenceVocab) -> dict:
         return labels.to_json()
 
-    def labels_from_json(self, data: dict) -> LabelVocab:
-        return LabelVocab.from_json(data)
+    def labels_from_json(self, data: dict) -> LabelVocab | ReferenceVocab:
+        return ReferenceVocab.from_json(data) if data.get("recipe") == "um6p" else LabelVocab.from_json(data)
 
     def entity_types(self, labels: LabelVocab) -> list[str]:
         return list(labels.types)
@@ -227,7 +236,10 @@ class TaggerFamily(ModelFamily):
         return KINDS[config.kind].nested
 
     def build(self, config, encoder, labels, tokenizer) -> Tagger:
-        num_heads, num_classes = head_shape(KINDS[config.kind], labels)
+        if isinstance(labels, ReferenceVocab):
+            num_heads, num_classes = labels.num_types, labels.width
+        else:
+            num_heads, num_classes = head_shape(KINDS[config.kind], labels)
         return Tagger(encoder, num_heads, num_classes, dropout=config.dropout,
                       dtype=jnp.bfloat16 if config.dtype == "bfloat16" else jnp.float32, attention=config.attention,
                       remat=config.remat)
@@ -238,13 +250,17 @@ class TaggerFamily(ModelFamily):
     def objective(self, config, labels, model, with_logits: bool = False) -> TaggerObjective:
         spec = KINDS[config.kind]
         loss = LossConfig(name=config.loss, var_penalty=config.var_penalty, head_reduction=config.head_reduction)
+        if isinstance(labels, ReferenceVocab):
+            return TaggerObjective(model.apply, spec, labels.class_mask(), loss, with_logits, reference_decoding=True)
         return TaggerObjective(model.apply, spec, class_mask(spec, labels), loss, with_logits)
 
     def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> TaggerSplit:
+        if isinstance(labels, ReferenceVocab):
+            rows, ref_stats = encode_reference(sentences, tokenizer, labels)
+            return ReferenceSplit(sentences, rows, labels, int(tokenizer.pad_token_id), ref_stats)
         spec = KINDS[config.kind]
         windows, stats = encode_sentences(sentences, tokenizer, labels, spec.layout, max_length)
-        return TaggerSplit(sentences, windows, spec, labels, int(tokenizer.pad_token_id),
-                           config.reference_labels and labelled, stats)
+        return TaggerSplit(sentences, windows, spec, labels, int(tokenizer.pad_token_id), stats)
 
 
 register_family(TaggerFamily())

@@ -113,17 +113,6 @@ def test_eval_batches_sorted_and_restorable(sample):
     assert sorted(seen[seen >= 0].tolist()) == list(range(len(windows)))
 
 
-def test_reference_labels_train_every_position_without_attention_mask(sample):
-    corpus, tokenizer, vocab = sample
-    windows, _ = encode_sentences(corpus.sentences[:3], tokenizer, vocab, "per_type", max_length=64)
-    ours = collate_windows(windows, [0, 1, 2], 4, 64, pad_id=0)
-    ref = collate_windows(windows, [0, 1, 2], 4, 64, pad_id=0, reference_labels=True)
-    assert ours["label_mask"].sum() == sum(len(s) for s in corpus.sentences[:3])
-    assert ref["label_mask"][:3].all() and not ref["label_mask"][3].any()
-    assert ref["attention_mask"][:3].all()
-    np.testing.assert_array_equal(ours["labels"], ref["labels"])
-
-
 def test_label_layouts_of_a_nested_word():
     from arner_jax.data.align import word_labels
     from arner_jax.tagger import KINDS

@@ -52,7 +52,7 @@ def test_dry_run_lists_every_configuration_and_seed(tmp_path, capsys):
 @pytest.mark.parametrize("grid, smoke, flags", [
     ("um6p_table", False, ["--max_epochs", "3", "--dtype", "bfloat16"]),
     ("um6p_table", True, ["--batch_size", "4"]),
-    ("loss_ablation", False, ["--bert_model", "UBC-NLP/ARBERTv2", "--reference_labels"]),
+    ("loss_ablation", False, ["--bert_model", "UBC-NLP/ARBERTv2", "--patience", "3"]),
 ])
 def test_the_listed_commands_train_the_same_runs(grid, smoke, flags, tmp_path, capsys):
     """Each command of --dry_run, read by the training CLI, gives the RunConfig the sweep trains."""

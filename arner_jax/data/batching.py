@@ -77,14 +77,13 @@ def bucket_of(length: int, lengths: Sequence[int]) -> int:
 
 
 def collate_windows(windows: Sequence[Window], indices: Sequence[int], batch_size: int, length: int,
-                    pad_id: int, reference_labels: bool = False) -> dict[str, np.ndarray]:
+                    pad_id: int) -> dict[str, np.ndarray]:
     """Pad the tagger windows `indices` into one batch of `batch_size` rows and `length` tokens.
 
     Returns input_ids [B, L] int32, attention_mask [B, L] int32, labels [B, L, K] int32,
     label_mask [B, L] float32 (positions that are trained), word_index [B, L] int32 (-1: not
     scored), window_index [B] int32 (-1: a padding row).
-    reference_labels: the Wojood reference's training: every position of a real row ([CLS],
-    [SEP], non-first subwords, padding) is trained with label O, and no attention mask is used.
+    (The reference's training of every position is `--recipe um6p`, arner_jax.um6p.)
     """
     K = windows[0].labels.shape[1] if len(windows) else 1  # also for a process given no row
     ids = np.full((batch_size, length), pad_id, np.int32)
@@ -97,11 +96,7 @@ def collate_windows(windows: Sequence[Window], indices: Sequence[int], batch_siz
         n = len(w)
         ids[row, :n], attn[row, :n], labels[row, :n] = w.input_ids, 1, w.labels
         word_index[row, :n], window_index[row] = w.word_index, i
-    if reference_labels:
-        label_mask = (window_index >= 0)[:, None].repeat(length, 1).astype(np.float32)
-        attn = np.where(window_index[:, None] >= 0, 1, 0).astype(np.int32).repeat(length, 1)
-    else:
-        label_mask = (word_index >= 0).astype(np.float32)
+    label_mask = (word_index >= 0).astype(np.float32)
     return {"input_ids": ids, "attention_mask": attn, "labels": labels, "label_mask": label_mask,
             "word_index": word_index, "window_index": window_index}
 

@@ -22,7 +22,6 @@ import jax
 from flax.training.train_state import TrainState
 
 from arner_jax import inference, run_folder
-from arner_jax.data.batching import fit_buckets, train_batches
 from arner_jax.distributed import is_primary
 from arner_jax.metrics import format_predictions
 from arner_jax.parallel import StepBodies, make_parallel
@@ -80,8 +79,7 @@ class Trainer:
         self.train_split = run.splits["train"]
         # one update takes grad_accum micro-batches of batch_size rows: batches of update_rows rows
         self.update_rows = cfg.batch_size * cfg.grad_accum
-        self.buckets = fit_buckets(self.train_split.lengths(), self.update_rows,
-                                   self.train_split.max_item_length(run.max_length))
+        self.buckets = self.train_split.train_buckets(self.update_rows, run.max_length)
         log.info("train length buckets %s", list(self.buckets))
         self.steps_per_epoch = len(self._plan(0))
         self.total_updates = self.steps_per_epoch * cfg.max_epochs
@@ -101,10 +99,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ pieces
     def _plan(self, epoch: int):
-        return train_batches(self.train_split.lengths(), self.update_rows, self.cfg.seed, epoch, self.buckets)
+        return self.train_split.train_plan(self.update_rows, self.cfg.seed, epoch, self.run.max_length)
 
     def _batch(self, length: int, indices) -> dict:
-        return self.train_split.collate(indices[self.rows], self.rows.stop - self.rows.start, length)
+        return self.train_split.collate_group(indices, self.rows, self.rows.stop - self.rows.start, length)
 
     def _evaluate(self, params, split: str) -> inference.SplitResult:
         r = self.run
