@@ -92,6 +92,33 @@ def _adam_eps_regime(opt_state, eps: float):
     return jax.tree.map(lambda v: (np.asarray(v) > 0) & (np.sqrt(np.asarray(v) / correction) < 10 * eps), nu)
 
 
+def compare_predictions(split, outputs, pred_file: Path) -> tuple[int, int, list[str]]:
+    """Our reference-layout test predictions against the reference's predictions file, word by word.
+
+    `outputs`: per row, "ids" and "logits" of an eval run. A differing word whose two largest logits (of
+    some head) are within 1e-4 is a near tie, counted apart. Returns (mismatches, near ties, messages)."""
+    import numpy as np
+
+    tags = split.reference_tags(outputs)
+    mask = np.asarray(split.vocab.class_mask())
+    reference = _read_predictions(pred_file)
+    mismatches, ties, messages = 0, 0, []
+    if len(reference) != len(tags):
+        messages.append(f"{pred_file}: {len(reference)} sentences, ours {len(tags)}")
+    for i, (theirs, mine) in enumerate(zip(reference, tags)):
+        logits = np.where(mask, np.asarray(outputs[i]["logits"]), 0.0)  # [L, T, C], as the reference pads
+        for w, ((word, want), got) in enumerate(zip(theirs, mine)):
+            if want == got:
+                continue
+            top2 = np.sort(logits[split.rows[i].word_pos[w]], axis=-1)[:, -2:]
+            if (top2[:, 1] - top2[:, 0]).min() <= TIE:
+                ties += 1
+            else:
+                mismatches += 1
+                messages.append(f"test sentence {i + 1} word {w + 1} {word!r}: ours {got}, reference {want}")
+    return mismatches, ties, messages
+
+
 def match_rows(split, subwords, pad_id: int) -> list[int]:
     """The sentence of each recorded row (equal token ids; a sentence used once per epoch at most)."""
     by_ids: dict[tuple, list[int]] = {}
@@ -250,25 +277,10 @@ def compare_um6p(folder: str | Path, parallel: str = "pmap", devices: int = 1, s
     # 5. the kept model's test predictions
     pred_file = folder / "predictions_test.txt"
     if not crashed and not partial and pred_file.is_file() and kept_params is not None:
-        test = splits["test"]
-        result = inference.run(par, par.put_params(kept_params), test, batch_size, 512)
-        tags = test.reference_tags(result.outputs)
-        mask = np.asarray(vocab.class_mask())
-        reference = _read_predictions(pred_file)
-        if len(reference) != len(tags):
-            failures.append(f"{pred_file}: {len(reference)} sentences, ours {len(tags)}")
-        for i, (theirs, mine) in enumerate(zip(reference, tags)):
-            logits = np.where(mask, np.asarray(result.outputs[i]["logits"]), 0.0)  # [L, T, C]
-            for w, ((word, want), got) in enumerate(zip(theirs, mine)):
-                if want == got:
-                    continue
-                top2 = np.sort(logits[test.rows[i].word_pos[w]], axis=-1)[:, -2:]
-                if (top2[:, 1] - top2[:, 0]).min() <= TIE:
-                    worst["prediction_near_ties"] += 1
-                else:
-                    worst["prediction_mismatches"] += 1
-                    if len(failures) < 20:
-                        failures.append(f"test sentence {i + 1} word {w + 1} {word!r}: ours {got}, reference {want}")
+        result = inference.run(par, par.put_params(kept_params), splits["test"], batch_size, 512)
+        mismatches, ties, messages = compare_predictions(splits["test"], result.outputs, pred_file)
+        worst["prediction_mismatches"], worst["prediction_near_ties"] = mismatches, ties
+        failures.extend(messages[:max(0, 20 - len(failures))])
     if row_mismatch:
         failures.insert(0, f"{row_mismatch} of {n_steps} recorded batches differ from our rebuilt rows")
     return {"folder": str(folder), "kind": meta["kind"], "penalty": meta["penalty"], "parallel": parallel,

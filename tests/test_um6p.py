@@ -179,3 +179,55 @@ def test_parity_refuses_a_folder_that_is_not_a_recording(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "missing meta.json" in err and "\n" not in err
+
+
+def test_a_reference_checkpoint_imported_predicts_what_the_reference_predicted(tmp_path, capsys):
+    """nested_var's final weights (its kept model), read as a reference checkpoint with the files that define
+    its vocabularies, predict its predictions_test.txt word by word; written back, they are the same tensors."""
+    from safetensors.numpy import load_file
+
+    from arner_jax import inference, parity
+    from arner_jax.convert.__main__ import main as convert
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.parallel import PmapParallel, StepBodies
+    from arner_jax.run_folder import load_run
+
+    fixture = shared_path("fixtures", "um6p_trajectories", "nested_var")
+    sample = shared_path("data", "wojood_sample")
+    run_dir = tmp_path / "imported"
+    assert convert(["from-um6p", "--checkpoint", str(fixture / "final.safetensors"), "--kind", "nested",
+                    *[x for s in ("train", "val", "test") for x in (f"--{s}_path", str(sample / f"{s}.txt"))],
+                    "--bert_model", str(fixture / "encoder"), "--output_path", str(run_dir)]) == 0
+    run = load_run(run_dir)
+    test = run.family.encode(run.config, run.labels, run.tokenizer, read_wojood(fixture / "data" / "test.txt").sentences,
+                             run.max_length)
+    par = PmapParallel(StepBodies(run.family.objective(run.config, run.labels, run.model, with_logits=True)))
+    outputs = inference.run(par, par.put_params(run.params), test, 16, run.max_length).outputs
+    mismatches, ties, messages = parity.compare_predictions(test, outputs, fixture / "predictions_test.txt")
+    assert (mismatches, ties) == (0, 0), messages[:5]
+    assert convert(["to-um6p", "--model_path", str(run_dir), "--output_path", str(tmp_path / "back.safetensors")]) == 0
+    back, final = load_file(str(tmp_path / "back.safetensors")), load_file(str(fixture / "final.safetensors"))
+    assert set(back) == set(final)
+    assert all(np.array_equal(back[k], final[k]) for k in final if "pooler" not in k)
+    capsys.readouterr()
+
+
+def test_a_reference_head_of_the_wrong_shape_is_one_line_naming_it(tmp_path, capsys):
+    from safetensors.numpy import load_file, save_file
+
+    from arner_jax.convert.__main__ import main as convert
+
+    fixture = shared_path("fixtures", "um6p_trajectories", "nested_var")
+    sample = shared_path("data", "wojood_sample")
+    state = load_file(str(fixture / "init.safetensors"))
+    state["classifiers.3.weight"], state["classifiers.3.bias"] = state["classifiers.3.weight"][:3], \
+        state["classifiers.3.bias"][:3]
+    save_file(state, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(SystemExit) as exit_info:
+        convert(["from-um6p", "--checkpoint", str(tmp_path / "bad.safetensors"), "--kind", "nested",
+                 *[x for s in ("train", "val", "test") for x in (f"--{s}_path", str(sample / f"{s}.txt"))],
+                 "--bert_model", str(fixture / "encoder"), "--output_path", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "classifiers.3 (type EVENT)" in err and "(3, 32)" in err and "(4, 32)" in err
+    assert not (tmp_path / "run").exists()  # nothing created

@@ -4,6 +4,8 @@
   to-pytorch    a run folder's kept model as a PyTorch folder (`--verify` compares both frameworks)
   from-pytorch  a Hugging Face token-classification checkpoint as a run folder of our flat tagger
   to-span-marker  a span run's kept model as a folder of the PyTorch `span_marker` package
+  from-um6p     a checkpoint of the UM6P & UL reference (AbdelkaderMH/ArabicNER) as a --recipe um6p run folder
+  to-um6p       a --recipe um6p run's kept model as the reference's state dict (.safetensors or checkpoint .pt)
 
 Exit status: 0 when the check passes, 1 when it does not, 2 when the input cannot be used (one
 line, `error: ...`, says which file and why). An output folder must be new, empty, or an earlier
@@ -46,9 +48,27 @@ def main(argv=None) -> int:
     spans.add_argument("--verify", action="store_true",
                        help="load the written folder back and compare span logits on the run's test file")
     spans.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
+    ref_in = sub.add_parser("from-um6p", help="a UM6P & UL reference checkpoint as a --recipe um6p run folder")
+    ref_in.add_argument("--checkpoint", required=True,
+                        help="the reference's checkpoints/checkpoint_N.pt (its `model` entry), or a .safetensors "
+                             "state dict in its names (bert.*, classifiers.N.*)")
+    ref_in.add_argument("--kind", required=True, choices=["nested", "mtn"], help="BertNestedTagger or BertMTNTagger")
+    for split in ("train", "val", "test"):
+        ref_in.add_argument(f"--{split}_path", required=True,
+                            help=f"the {split} file the reference was trained with (its tag vocabularies come "
+                                 "from train+val+test)")
+    ref_in.add_argument("--bert_model", required=True, help="the encoder folder or hub id it was trained from "
+                        "(tokenizer and config)")
+    ref_in.add_argument("--var_penalty", type=float, default=5.0, help="5 for the paper's +var runs, 0 otherwise "
+                        "(the validation loss counts it)")
+    ref_in.add_argument("--output_path", required=True, help="run folder to write")
+    ref_out = sub.add_parser("to-um6p", help="a --recipe um6p run's kept model as the reference's state dict")
+    ref_out.add_argument("--model_path", required=True, help="run folder of a --recipe um6p run")
+    ref_out.add_argument("--output_path", required=True, help="file to write: NAME.safetensors or NAME.pt")
+    ref_out.add_argument("--overwrite", action="store_true", help="replace an existing file")
     args = parser.parse_args(argv)
     commands = {"to-span-marker": _to_span_marker, "to-pytorch": _to_pytorch, "from-pytorch": _from_pytorch,
-                "verify": _verify}
+                "verify": _verify, "from-um6p": _from_um6p, "to-um6p": _to_um6p}
     with exit_on_user_error():
         return commands[args.command](args)
 
@@ -124,6 +144,24 @@ def _from_pytorch(args) -> int:
 
     out = import_token_classifier(args.hf_model, args.output_path)
     print(f"wrote run folder {out}: use it with arner_jax.predict / arner_jax.evaluate")
+    return 0
+
+
+def _from_um6p(args) -> int:
+    from arner_jax.convert.um6p import import_reference_checkpoint
+
+    out = import_reference_checkpoint(args.checkpoint, args.kind, {s: getattr(args, f"{s}_path") for s in
+                                                                   ("train", "val", "test")},
+                                      args.bert_model, args.output_path, args.var_penalty)
+    print(f"wrote run folder {out}: arner_jax.evaluate / arner_jax.predict read it as the reference does")
+    return 0
+
+
+def _to_um6p(args) -> int:
+    from arner_jax.convert.um6p import export_reference_checkpoint
+
+    out = export_reference_checkpoint(args.model_path, args.output_path, args.overwrite)
+    print(f"wrote {out}: load it with the reference's BertNestedTagger / BertMTNTagger (load_state_dict)")
     return 0
 
 

@@ -70,6 +70,9 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
     if "pytorch" not in run.family.export_formats:
         raise UserError(f"{model_path}: a {run.config.kind} run cannot be exported to PyTorch as a tagger; its "
                         f"family writes {', '.join(run.family.export_formats) or 'no export format'}")
+    if getattr(run.config, "recipe", "arner") == "um6p":
+        raise UserError(f"{model_path}: a --recipe um6p run has the reference's heads (<pad>, tags, O); write it in "
+                        "the reference's layout with `python -m arner_jax.convert to-um6p`")
     spec = run.family.spec(run.config)
     out = prepare_export_folder(output_path, overwrite, "a PyTorch export")
     params = {k: np.asarray(v) for k, v in run.params.items() if k != "encoder"}

@@ -81,3 +81,70 @@ def params_to_reference(params: dict, encoder: EncoderConfig, vocab: ReferenceVo
         state[f"classifiers.{t}.weight"] = np.ascontiguousarray(kernel[:, t, :outputs].T)
         state[f"classifiers.{t}.bias"] = np.ascontiguousarray(bias[t, :outputs])
     return state
+
+
+# ----------------------------------------------------------------------------- run folders
+def import_reference_checkpoint(checkpoint: str | Path, kind: str, data_paths: dict[str, str | Path],
+                                bert_model: str | Path, output_path: str | Path, var_penalty: float = 5.0) -> Path:
+    """A reference checkpoint as a run folder of `--recipe um6p`, evaluating and predicting as the reference.
+
+    The tag vocabularies come from the training files (train, val, test, as the reference builds them);
+    the tokenizer and encoder config from `bert_model` (the folder or hub id the reference was trained
+    from). Everything is read and checked before the run folder is created.
+    """
+    from transformers import AutoTokenizer
+
+    from arner_jax import run_folder
+    from arner_jax.config import RunConfig
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.encoders import resolve_model_dir
+    from arner_jax.families import family_for
+
+    out = Path(output_path)
+    run_folder.check_output(out, overwrite=False, resume=False)
+    config = RunConfig(kind=kind, recipe="um6p", var_penalty=var_penalty, bert_model=str(bert_model),
+                       **{f"{s}_path": str(Path(p).resolve()) for s, p in data_paths.items()})
+    family = family_for(kind)
+    corpora = [read_wojood(data_paths[s]) for s in ("train", "val", "test")]
+    vocab = family.label_space(config, corpora)
+    folder = resolve_model_dir(bert_model)
+    encoder = EncoderConfig.from_file(folder / "config.json")
+    params, encoder = reference_to_params(read_reference_state(checkpoint), encoder, vocab, source=str(checkpoint))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    run_folder.create(out, overwrite=False)
+    run_folder.write_run(out, config, family, vocab, encoder, tokenizer,
+                         {s: Path(p) for s, p in data_paths.items()})
+    run_folder.save_params(out, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None,
+                                         "imported_from": str(Path(checkpoint).resolve())})
+    return out
+
+
+def export_reference_checkpoint(model_path: str | Path, output_path: str | Path, overwrite: bool = False) -> Path:
+    """A `--recipe um6p` run's kept model as the reference's state dict (`.safetensors`, or `.pt` as
+    `checkpoint_N.pt` holds it: {"model": state_dict}, needs torch); the pooler is written as zeros."""
+    from arner_jax.errors import UserError
+    from arner_jax.run_folder import load_run
+    from arner_jax.um6p import ReferenceVocab
+
+    out = Path(output_path)
+    if out.suffix not in (".safetensors", ".pt"):
+        raise UserError(f"{out}: name the file .safetensors or .pt (the reference's checkpoint_N.pt layout)")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out}: exists; pass --overwrite to replace it, or name another file")
+    run = load_run(model_path)
+    if not isinstance(run.labels, ReferenceVocab):
+        raise UserError(f"{model_path}: not a --recipe um6p run (its heads are not the reference's); train it with "
+                        "--recipe um6p, or export it with `to-pytorch`")
+    state = params_to_reference(run.params, run.encoder, run.labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if out.suffix == ".safetensors":
+        from safetensors.numpy import save_file
+
+        save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp))
+    else:
+        import torch
+
+        torch.save({"model": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}}, str(tmp))
+    tmp.replace(out)
+    return out
