@@ -199,8 +199,8 @@ def test_a_reference_checkpoint_imported_predicts_what_the_reference_predicted(t
                     *[x for s in ("train", "val", "test") for x in (f"--{s}_path", str(sample / f"{s}.txt"))],
                     "--bert_model", str(fixture / "encoder"), "--output_path", str(run_dir)]) == 0
     run = load_run(run_dir)
-    test = run.family.encode(run.config, run.labels, run.tokenizer, read_wojood(fixture / "data" / "test.txt").sentences,
-                             run.max_length)
+    sentences = read_wojood(fixture / "data" / "test.txt").sentences
+    test = run.family.encode(run.config, run.labels, run.tokenizer, sentences, run.max_length)
     par = PmapParallel(StepBodies(run.family.objective(run.config, run.labels, run.model, with_logits=True)))
     outputs = inference.run(par, par.put_params(run.params), test, 16, run.max_length).outputs
     mismatches, ties, messages = parity.compare_predictions(test, outputs, fixture / "predictions_test.txt")
