@@ -225,6 +225,11 @@ class TaggerFamily(ModelFamily):
     def labels_from_json(self, data: dict) -> LabelVocab | ReferenceVocab:
         return ReferenceVocab.from_json(data) if data.get("recipe") == "um6p" else LabelVocab.from_json(data)
 
+    def corpus_types(self, config, corpus) -> set[str]:
+        if config.recipe == "um6p" and config.kind == "mtn":  # the reference's MTN reads each word's first tag
+            return {t[2:] for s in corpus.sentences for tags in s.tags for t in tags[:1] if t != "O"}
+        return super().corpus_types(config, corpus)
+
     def entity_types(self, labels: LabelVocab) -> list[str]:
         return list(labels.types)
 

@@ -1,9 +1,12 @@
-"""Training parity: our nested tagger's train step against the same model trained in PyTorch.
+"""Our own recipe's train step (masked positions, attention mask, 3-class heads) against PyTorch.
 
-PyTorch side: transformers BertModel + one nn.Linear per type + SPEC 4 in PyTorch
-(tests/torch_reference.py) + torch AdamW with the reference's parameter groups, gradient-norm
-clipping and the linear schedule; dropout off. Both start from the same weights and see the same
-batches; the loss must agree at every step (1e-4 relative) and so must the final weights.
+Not the oracle of reference parity: that is the reference's own recorded trainers
+(tests/test_um6p.py, `python -m arner_jax.parity um6p`), which train every position without a mask.
+This test covers what those recordings cannot: the default recipe's label mask (first subwords only)
+and attention mask, through transformers' BertModel + one nn.Linear per type + SPEC 4 written in
+PyTorch (tests/torch_reference.py) + torch AdamW with the reference's parameter groups, clipping and
+the linear schedule; dropout off. Same weights, same batches; loss at every step (1e-4 relative) and
+final weights agree.
 """
 from __future__ import annotations
 

@@ -137,6 +137,9 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
 
     family = family_for(config.kind)
     corpora = inputs.corpora
+    if "recipe" in family.options:
+        log.info("recipe %s%s", config.recipe, " (the UM6P & UL reference trainer exactly: arner_jax/um6p.py)"
+                 if config.recipe == "um6p" else " (first subwords trained, padding masked in attention, windows)")
     if resume:  # the run's own tokenizer, encoder config and labels: the fresh run's, read back
         record = run_folder.read_run(run_dir)
         tokenizer = run_folder.load_tokenizer(run_dir, family)
