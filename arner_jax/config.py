@@ -59,7 +59,8 @@ class RunConfig:
     bert_model: str | None = _field(None, "Hugging Face id or folder of the encoder to fine-tune (default: a small "
                                     "encoder trained from scratch)")
     max_length: int = _field(512, "subword tokens per window ([CLS] and [SEP] included); longer sentences are "
-                             "split into overlapping windows (span models: SpanMarker's model_max_length)")
+                             "split into overlapping windows (--recipe um6p: cut there, as the reference cuts at "
+                             "512; span models: SpanMarker's model_max_length)")
     dropout: float = _field(0.1, "dropout before the heads")
     dtype: str = _field("float32", "compute dtype (parameters and optimizer stay float32)", ("float32", "bfloat16"))
     attention: str = _field("auto", "attention implementation: auto keeps BERT's attention dropout in training "

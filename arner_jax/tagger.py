@@ -261,7 +261,7 @@ class TaggerFamily(ModelFamily):
 
     def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> TaggerSplit:
         if isinstance(labels, ReferenceVocab):
-            rows, ref_stats = encode_reference(sentences, tokenizer, labels)
+            rows, ref_stats = encode_reference(sentences, tokenizer, labels, max_length)
             return ReferenceSplit(sentences, rows, labels, int(tokenizer.pad_token_id), ref_stats)
         spec = KINDS[config.kind]
         windows, stats = encode_sentences(sentences, tokenizer, labels, spec.layout, max_length)

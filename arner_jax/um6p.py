@@ -125,12 +125,17 @@ class ReferenceStats:
     ghost_predictions: int = 0  # words whose winning output has no tag (the reference crashes there): O
     pad_predictions: int = 0  # nested: a head's argmax is <pad> at a word (scored as O)
     unplaced_words: int = 0  # words whose tag position lies past the batch's longest row (predicted O)
+    cut_at: int = MAX_SUBWORDS  # subwords kept of a sentence
 
 
-def encode_reference(sentences: Sequence, tokenizer,
-                     vocab: ReferenceVocab) -> tuple[list[ReferenceRow], ReferenceStats]:
-    """Sentences as the reference's rows (one batched tokenizer call; MTN reads each word's first tag)."""
-    stats = ReferenceStats(sentences=len(sentences))
+def encode_reference(sentences: Sequence, tokenizer, vocab: ReferenceVocab,
+                     max_length: int = MAX_SUBWORDS + 2) -> tuple[list[ReferenceRow], ReferenceStats]:
+    """Sentences as the reference's rows (one batched tokenizer call; MTN reads each word's first tag).
+
+    Rows are cut at `max_length` - 2 subwords: the reference's 510 with its max_seq_len 512 (--max_length's
+    default); fewer for an encoder with fewer positions (where the reference would fail)."""
+    cut = min(MAX_SUBWORDS, max_length - 2)
+    stats = ReferenceStats(sentences=len(sentences), cut_at=cut)
     enc = tokenizer([list(s.words) for s in sentences], is_split_into_words=True, add_special_tokens=False)
     cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
     o_ids = np.array([v.index("O") for v in vocab.tags], np.int32)  # [T]
@@ -156,11 +161,11 @@ def encode_reference(sentences: Sequence, tokenizer,
                 tag = next((g for g in tags if matchers[t](g)), None)
                 if tag is not None:
                     labels[word_pos[w], t] = index[t][tag]
-        if len(subwords) > MAX_SUBWORDS:  # the reference cuts subwords, tags and tokens at 510
+        if len(subwords) > cut:  # the reference cuts subwords, tags and tokens at 510
             stats.cut_sentences += 1
-            subwords, labels = subwords[:MAX_SUBWORDS], labels[:MAX_SUBWORDS]
-            stats.cut_words += int((word_pos >= MAX_SUBWORDS).sum())
-            word_pos = np.where(word_pos < MAX_SUBWORDS, word_pos, -1)
+            subwords, labels = subwords[:cut], labels[:cut]
+            stats.cut_words += int((word_pos >= cut).sum())
+            word_pos = np.where(word_pos < cut, word_pos, -1)
         ids = np.array([cls_id, *subwords, sep_id], np.int32)
         labels = np.concatenate([o_ids[None], labels, o_ids[None]]).astype(np.int32)
         rows.append(ReferenceRow(si, ids, labels, np.where(word_pos >= 0, word_pos + 1, -1).astype(np.int32)))
@@ -245,7 +250,8 @@ class ReferenceSplit(EncodedSplit):
         s = self.stats
         return (f"{s.sentences} sentences, {s.words} words as the reference's rows: {s.words_without_subwords} words "
                 f"without subwords (tagged all the same: the rest of their sentence's labels shift), "
-                f"{s.cut_sentences} sentences cut at {MAX_SUBWORDS} subwords ({s.cut_words} words never trained)")
+                f"{s.cut_sentences} sentences cut at {s.cut_at} subwords ({s.cut_words} words never trained, predicted "
+                "O)")
 
     # ------------------------------------------------------------------ decoding
     def reference_tags(self, outputs: Sequence[dict]) -> list[list[list[str]]]:

@@ -231,3 +231,19 @@ def test_a_reference_head_of_the_wrong_shape_is_one_line_naming_it(tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "classifiers.3 (type EVENT)" in err and "(3, 32)" in err and "(4, 32)" in err
     assert not (tmp_path / "run").exists()  # nothing created
+
+
+def test_sentences_are_cut_as_the_reference_cuts_them(tmp_path):
+    """Subwords, tags and word slots past the cut are dropped (the reference's 510; fewer with --max_length);
+    the cut words are counted and predicted O, never placed on another word's token."""
+    from arner_jax.data.wojood import Sentence
+    from arner_jax.um6p import ReferenceVocab, encode_reference
+
+    tok = _one_word_tokenizer(tmp_path, ["زيد", "في", "غزة"])
+    words = ["زيد", "في", "غزة"] * 4
+    sentence = Sentence(words, [["B-PERS"], ["O"], ["B-GPE"]] * 4)
+    vocab = ReferenceVocab.from_sentences([sentence], "nested")
+    rows, stats = encode_reference([sentence], tok, vocab, max_length=7)  # 5 subwords kept
+    assert (stats.cut_sentences, stats.cut_words, stats.cut_at) == (1, 7, 5)
+    assert len(rows[0].input_ids) == 7 and len(rows[0].labels) == 7
+    assert rows[0].word_pos.tolist() == [1, 2, 3, 4, 5] + [-1] * 7
