@@ -246,7 +246,8 @@ def compare_um6p(folder: str | Path, parallel: str = "pmap", devices: int = 1, s
             if losses["val"] < best:
                 best, kept_params = losses["val"], host
                 kept.append(epoch)
-    for ref in [e for e in traj.get("evals", []) if e["after_step"] <= n_steps]:
+    compared_evals = [e for e in traj.get("evals", []) if e["after_step"] <= n_steps]
+    for ref in compared_evals:
         ours = next((e[ref["split"]] for e in evals if e["after_step"] == ref["after_step"]), None)
         if ours is None:
             failures.append(f"no evaluation of {ref['split']} after step {ref['after_step']}")
@@ -284,7 +285,7 @@ def compare_um6p(folder: str | Path, parallel: str = "pmap", devices: int = 1, s
     if row_mismatch:
         failures.insert(0, f"{row_mismatch} of {n_steps} recorded batches differ from our rebuilt rows")
     return {"folder": str(folder), "kind": meta["kind"], "penalty": meta["penalty"], "parallel": parallel,
-            "devices": devices, "steps": n_steps, "partial": partial, "crashed": crashed, "kept_epochs": kept,
+            "devices": devices, "steps": n_steps, "partial": partial, "evals_compared": len(compared_evals), "crashed": crashed, "kept_epochs": kept,
             "words_without_subwords": train.stats.words_without_subwords, "largest": worst,
             "ok": not failures, "failures": failures}
 

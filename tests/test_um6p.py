@@ -148,7 +148,8 @@ def test_parity_first_epoch_of_the_nested_penalty_run():
     assert result["ok"], result["failures"]
     worst = result["largest"]
     assert worst["row_mismatches"] == 0 and result["partial"] and result["kept_epochs"] == [0]
-    assert 0 < worst["total"] < 1e-3 and 0 < worst["grad_norm_rel"] < 1e-3 and 0 < worst["eval_loss_rel"] < 1e-4
+    assert result["steps"] == 10 and result["evals_compared"] == 2  # val and test after the epoch
+    assert worst["total"] < 1e-3 and worst["grad_norm_rel"] < 1e-3 and worst["eval_loss_rel"] < 1e-4
 
 
 @pytest.mark.slow
@@ -204,7 +205,8 @@ def test_a_reference_checkpoint_imported_predicts_what_the_reference_predicted(t
     par = PmapParallel(StepBodies(run.family.objective(run.config, run.labels, run.model, with_logits=True)))
     outputs = inference.run(par, par.put_params(run.params), test, 16, run.max_length).outputs
     mismatches, ties, messages = parity.compare_predictions(test, outputs, fixture / "predictions_test.txt")
-    assert (mismatches, ties) == (0, 0), messages[:5]
+    # words whose two largest logits are within 1e-4 may go either way on another CPU (none here)
+    assert mismatches == 0 and ties <= 3, messages[:5]
     assert convert(["to-um6p", "--model_path", str(run_dir), "--output_path", str(tmp_path / "back.safetensors")]) == 0
     back, final = load_file(str(tmp_path / "back.safetensors")), load_file(str(fixture / "final.safetensors"))
     assert set(back) == set(final)
