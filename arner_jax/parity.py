@@ -285,7 +285,8 @@ def compare_um6p(folder: str | Path, parallel: str = "pmap", devices: int = 1, s
     if row_mismatch:
         failures.insert(0, f"{row_mismatch} of {n_steps} recorded batches differ from our rebuilt rows")
     return {"folder": str(folder), "kind": meta["kind"], "penalty": meta["penalty"], "parallel": parallel,
-            "devices": devices, "steps": n_steps, "partial": partial, "evals_compared": len(compared_evals), "crashed": crashed, "kept_epochs": kept,
+            "devices": devices, "steps": n_steps, "partial": partial, "evals_compared": len(compared_evals),
+            "crashed": crashed, "kept_epochs": kept,
             "words_without_subwords": train.stats.words_without_subwords, "largest": worst,
             "ok": not failures, "failures": failures}
 
