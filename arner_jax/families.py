@@ -116,6 +116,11 @@ class EncodedSplit(abc.ABC):
     def entities(self, outputs: Sequence[dict]) -> list[list[Entity]]:
         """Each sentence's predicted entities, outer before inner, in reading order."""
 
+    def extra_predicted_entities(self, outputs: Sequence[dict]) -> dict[str, int]:
+        """Predicted entities that the word tags cannot express, by type, for the scorer (none by default;
+        the reference recipe's `<pad>` predictions, which its scorer counts)."""
+        return {}
+
     def describe(self) -> str:
         """One line for the training log: what the sentences became."""
         return f"{len(self.sentences)} sentences, {len(self)} items"

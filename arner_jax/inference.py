@@ -61,6 +61,7 @@ def evaluate(parallel: DataParallel, params: Any, family: ModelFamily, config: A
     result = run(parallel, params, split, batch_size, max_length)
     tags = split.word_tags(result.outputs)
     metrics = score_tags([s.tags for s in split.sentences], tags, nested=family.nested(config),
-                         types=family.entity_types(labels))
+                         types=family.entity_types(labels),
+                         extra_predicted=split.extra_predicted_entities(result.outputs))
     metrics["loss"] = result.loss
     return SplitResult(result.loss, tags, metrics)

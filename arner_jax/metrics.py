@@ -107,7 +107,7 @@ def _seqeval_report(gold: list[list[str]], pred: list[list[str]], strict: bool) 
 
 
 def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str] | None = None,
-               scorer: str = "fast") -> dict:
+               scorer: str = "fast", extra_predicted: dict[str, int] | None = None) -> dict:
     """Wojood metrics of predicted word tags against gold word tags (sentence -> word -> tags).
 
     Returns micro precision/recall/f1 (seqeval's default mode, as Wojood reports), `strict` (IOB2 strict
@@ -117,6 +117,7 @@ def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str
     ignores it. scorer "fast" (arner_jax.scorer) and "seqeval" give identical dicts.
     Raises ValueError when the sentence counts or lengths differ, `types` repeats a name, or naming a tag
     that is not O, B-X or I-X.
+    extra_predicted: predicted entities no IOB2 tag expresses (arner_jax.scorer.score_cells; fast scorer only).
     """
     if scorer not in SCORERS:
         raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")
@@ -131,8 +132,10 @@ def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str
     if scorer == "fast":
         lengths = np.fromiter(map(len, gold), np.intp, len(gold))
         ids = [encode_tags(words, nested, types) for words in (gold_words, pred_words)]
-        metrics = score_ids(*ids, lengths, types)
+        metrics = score_ids(*ids, lengths, types, extra_predicted)
     else:
+        if extra_predicted:
+            raise ValueError("extra_predicted needs the fast scorer")
         g, p = (nested_sequences(gold, types), nested_sequences(pred, types)) if nested else \
             (flat_sequences(gold), flat_sequences(pred))
         metrics = _seqeval_report(g, p, strict=False)

@@ -76,7 +76,8 @@ def report(tp: np.ndarray, n_pred: np.ndarray, n_gold: np.ndarray, types: Sequen
     return out
 
 
-def score_ids(gold: np.ndarray, pred: np.ndarray, lengths: np.ndarray, types: Sequence[str]) -> dict:
+def score_ids(gold: np.ndarray, pred: np.ndarray, lengths: np.ndarray, types: Sequence[str],
+              extra_predicted: dict[str, int] | None = None) -> dict:
     """Wojood metrics of predicted against gold tag ids: lenient (seqeval's default mode) and `strict` (IOB2).
 
     gold, pred: int [L, N] (or [N], read as L = 1), tag ids as in the module docstring, of L copies of a
@@ -103,12 +104,17 @@ def score_ids(gold: np.ndarray, pred: np.ndarray, lengths: np.ndarray, types: Se
             raise ValueError(f"{name} tag ids must lie in [0, {2 * len(types)}] for {len(types)} types")
     g, p = gold.ravel(), pred.ravel()
     g_at, p_at = np.flatnonzero(g), np.flatnonzero(p)
-    return score_cells(g_at, g[g_at], p_at, p[p_at], lengths, types)
+    return score_cells(g_at, g[g_at], p_at, p[p_at], lengths, types, extra_predicted)
 
 
 def score_cells(g_at: np.ndarray, g_ids: np.ndarray, p_at: np.ndarray, p_ids: np.ndarray, lengths: np.ndarray,
-                types: Sequence[str]) -> dict:
+                types: Sequence[str], extra_predicted: dict[str, int] | None = None) -> dict:
     """`score_ids` from the non-O cells alone (what `score_ids` reduces its dense ids to).
+
+    extra_predicted: predicted entities of further types that no O/B/I id expresses, by type name (the
+    reference recipe's `<pad>` predictions, which seqeval's default mode reads as entities of type
+    "pad>"); they count in the lenient figures (precision and the per-type table), never as correct,
+    and not in the strict ones (seqeval's strict IOB2 mode refuses such tags).
 
     g_at, p_at: int [C], strictly ascending flat indices (row-major) into the [L, N] ids of `score_ids`, with
         N = lengths.sum(); g_ids, p_ids: int [C], their tag ids, each in [1, 2K].
@@ -135,7 +141,13 @@ def score_cells(g_at: np.ndarray, g_ids: np.ndarray, p_at: np.ndarray, p_ids: np
     hit = (p_start[k] == g_start) & (p_end[k] == g_end) & ((p_at_g_start - 1) >> 1 == g_type)
     g_b, p_b = g_first % 2 == 1, p_first % 2 == 1
     count = partial(np.bincount, minlength=len(types))
-    out = report(count(g_type[hit]), count(p_type), count(g_type), types)
+    extra = sorted((extra_predicted or {}).items())
+    if any(name in types for name, _ in extra):
+        raise ValueError(f"extra predicted types {[n for n, _ in extra]} must differ from the types {list(types)}")
+    zeros = np.zeros(len(extra), np.int64)
+    out = report(np.concatenate([count(g_type[hit]), zeros]),
+                 np.concatenate([count(p_type), np.array([n for _, n in extra], np.int64)]),
+                 np.concatenate([count(g_type), zeros]), [*types, *(name for name, _ in extra)])
     # strict: both entities start with B-, which for equal types means equal first ids
     out["strict"] = report(count(g_type[hit & g_b & (p_at_g_start == g_first)]), count(p_type[p_b]),
                            count(g_type[g_b]), types)

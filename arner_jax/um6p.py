@@ -25,8 +25,9 @@ differently (SPEC 3-5), for the per-type kinds (nested and MTN):
            type, in type order, whose tag is neither `O` nor `<pad>`. Where the padded (nested)
            or ghost (MTN) output wins, the reference crashes; here the word gets `O` and it is
            counted (`ghost_predictions`).
-Scoring reads `<pad>` predictions as O (the scorer reads IOB2 only); they are counted
-(`pad_predictions`) and written as they are in the reference-layout tags (`reference_tags`).
+Scoring counts `<pad>` predictions as the reference's seqeval does (each run in a type layer one
+wrong entity of type "pad>", `extra_predicted_entities`) in the Wojood (lenient) figures; the word
+tags and the strict figures read them as O.
 """
 from __future__ import annotations
 
@@ -281,6 +282,19 @@ class ReferenceSplit(EncodedSplit):
             out.append(words)
         s.pad_predictions = sum(t == PAD for sent in out for word in sent for t in word)
         return out
+
+    def extra_predicted_entities(self, outputs: Sequence[dict]) -> dict[str, int]:
+        """The reference scores `<pad>` predictions as they are: seqeval's default mode reads each run of
+        `<pad>` in a type layer of a sentence as one entity of type "pad>", always wrong (nested only: MTN's
+        decoding never keeps `<pad>`)."""
+        if self.vocab.kind != "nested":
+            return {}
+        runs = 0
+        for sentence in self.reference_tags(outputs):
+            if sentence:
+                pad = np.array([[t == PAD for t in word] for word in sentence])  # [words, T]
+                runs += int((pad & ~np.vstack([np.zeros((1, pad.shape[1]), bool), pad[:-1]])).sum())
+        return {"pad>": runs} if runs else {}
 
     def word_tags(self, outputs: Sequence[dict]) -> WordTags:
         return [[[t for t in word if t not in ("O", PAD)] or ["O"] for word in sent]

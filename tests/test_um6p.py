@@ -207,6 +207,35 @@ def test_a_reference_checkpoint_imported_predicts_what_the_reference_predicted(t
     mismatches, ties, messages = parity.compare_predictions(test, outputs, fixture / "predictions_test.txt")
     # words whose two largest logits are within 1e-4 may go either way on another CPU (none here)
     assert mismatches == 0 and ties <= 3, messages[:5]
+    # scored as the reference scores its predictions file: seqeval's default mode on each type layer, <pad> as
+    # it is (a run of <pad> is a wrong entity of type "pad>"), the layers pooled (utils/metrics.py)
+    import re
+
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    rows = [line.split("\t") for line in (fixture / "predictions_test.txt").read_text(encoding="utf-8")
+            .split("\n")[1:]]
+    sentences, current = [], []
+    for row in rows + [[""]]:
+        if len(row) < 3:
+            if current:
+                sentences.append(current)
+            current = []
+        else:
+            current.append((row[1].split("|"), row[2].split("|")))
+    y, y_hat = [], []
+    for i, vocab in enumerate(run.labels.tags):
+        match = re.compile("|".join(t for t in vocab if "-" in t)).match
+        y += [[next((g for g in gold if match(g)), "O") for gold, _ in sent] for sent in sentences]
+        y_hat += [[pred[i] for _, pred in sent] for sent in sentences]
+    assert sum(t == "<pad>" for seq in y_hat for t in seq) > 100  # the case this checks
+    ours = inference.evaluate(par, par.put_params(run.params), run.family, run.config, run.labels, test, 16,
+                              run.max_length).metrics
+    assert ours["precision"] == precision_score(y, y_hat, scheme=IOB2)
+    assert ours["recall"] == recall_score(y, y_hat, scheme=IOB2)
+    assert ours["f1"] == f1_score(y, y_hat, average="micro", scheme=IOB2)
+    assert ours["per_type"]["pad>"]["support"] == 0
     assert convert(["to-um6p", "--model_path", str(run_dir), "--output_path", str(tmp_path / "back.safetensors")]) == 0
     back, final = load_file(str(tmp_path / "back.safetensors")), load_file(str(fixture / "final.safetensors"))
     assert set(back) == set(final)

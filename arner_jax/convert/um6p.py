@@ -37,7 +37,8 @@ def read_reference_state(path: str | Path) -> dict[str, np.ndarray]:
                               "or save the state dict as .safetensors") from None
     raw = torch.load(str(path), map_location="cpu", weights_only=True)
     state = raw.get("model", raw) if isinstance(raw, dict) else raw
-    return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
+    # a model saved from inside torch.nn.DataParallel (as Wojood's original train.py wraps it) has "module."
+    return {k.removeprefix("module."): v.detach().float().numpy() for k, v in state.items() if hasattr(v, "detach")}
 
 
 def expected_outputs(vocab: ReferenceVocab) -> list[int]:
