@@ -65,11 +65,13 @@ def test_vocab_refuses_unknown_types(tmp_path):
     assert vocab.class_mask().tolist() == [[True, True, False], [True, True, True]]
     vocab.save(tmp_path / "vocab.json")
     assert LabelVocab.load(tmp_path / "vocab.json") == vocab
+    from arner_jax.config import RunConfig
     from arner_jax.families import family_for
 
     # the line of the word that carries the unknown type (line 4), not of its sentence's first word
     with pytest.raises(WojoodFormatError, match=r"test.txt:4: entity types \['PERS'\] are not among"):
-        family_for("nested").check_corpus(None, vocab, parse_wojood("a O\n\nb O\nc B-PERS\n", "test.txt"))
+        family_for("nested").check_corpus(RunConfig(kind="nested"), vocab,
+                                          parse_wojood("a O\n\nb O\nc B-PERS\n", "test.txt"))
 
 
 @pytest.mark.parametrize("split,sentences,words", [("train", 1114, 18887), ("val", 158, 2743), ("test", 357, 5344)])
