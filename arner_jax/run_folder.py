@@ -129,10 +129,15 @@ def create(run_dir: str | Path, overwrite: bool) -> Path:
 def write_run(run_dir: Path, config: RunConfig, family: ModelFamily, labels: Any, encoder: EncoderConfig,
               tokenizer: Any, data: dict[str, Path]) -> None:
     """config.json, vocab.json and the tokenizer of a new run."""
+    import platform
+
     import flax
     import jax
     import optax
+    import tokenizers
     import transformers
+
+    from arner_jax import __version__
 
     tokenizer.save_pretrained(str(run_dir / TOKENIZER))
     atomic_write_json(run_dir / VOCAB, family.labels_to_json(labels))
@@ -144,8 +149,9 @@ def write_run(run_dir: Path, config: RunConfig, family: ModelFamily, labels: Any
         "encoder": encoder.to_dict(),
         "data": {split: _relative(run_dir, path) for split, path in data.items()},
         "files": {"vocab": VOCAB, "tokenizer": TOKENIZER, "checkpoints": BEST},
-        "versions": {"jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-                     "transformers": transformers.__version__},
+        "versions": {"arner_jax": __version__, "jax": jax.__version__, "flax": flax.__version__,
+                     "optax": optax.__version__, "transformers": transformers.__version__,
+                     "tokenizers": tokenizers.__version__, "python": platform.python_version()},
     }
     atomic_write_json(run_dir / CONFIG, payload)
 

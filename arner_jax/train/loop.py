@@ -60,7 +60,7 @@ class LoopState:
     bad_epochs: int = 0  # epochs since the last improvement
     done: bool = False
     stopped_early: bool = False
-    history: list[dict] = dataclasses.field(default_factory=list)  # per epoch: losses, val P/R/F1
+    history: list[dict] = dataclasses.field(default_factory=list)  # per epoch: its last step, losses, val P/R/F1
     timing: list[dict] = dataclasses.field(default_factory=list)  # per epoch: seconds, tokens/s, compilations
 
     def to_dict(self) -> dict:
@@ -214,7 +214,7 @@ class Trainer:
         value = val.loss if cfg.select_by == "loss" else val.metrics["f1"]
         improved = loop.best is None or (value < loop.best if cfg.select_by == "loss" else value > loop.best)
         train_loss = loop.loss_sum / max(loop.loss_count, 1)
-        loop.history.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val.loss,
+        loop.history.append({"epoch": epoch + 1, "step": loop.step, "train_loss": train_loss, "val_loss": val.loss,
                              "val_precision": val.metrics["precision"], "val_recall": val.metrics["recall"],
                              "val_f1": val.metrics["f1"], "improved": improved})
         loop.timing.append({"epoch": epoch + 1, "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
