@@ -15,6 +15,8 @@ CORE = [
     "numpy>=1.24",
     "tqdm>=4.66",
     "tensorboardX>=2.6",
+    # model cards' YAML front matter (arner_jax.model_card); transformers and flax require it already
+    "pyyaml>=5.1",
 ]
 # torch is only needed to read `pytorch_model.bin`, to export/verify against PyTorch and for
 # the parity tests. On a machine without a GPU install a CPU build of torch *before* these
