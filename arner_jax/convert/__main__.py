@@ -36,6 +36,7 @@ def main(argv=None) -> int:
     export.add_argument("--data_path", help="Wojood file for --verify (default: the run's test file)")
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
+    export.add_argument("--license", help="the license to state in the model card (README.md), e.g. mit")
     imp = sub.add_parser("from-pytorch", help="a Hugging Face token-classification checkpoint as a flat run folder")
     imp.add_argument("--hf_model", required=True, help="Hugging Face folder or hub id (IOB2 id2label)")
     imp.add_argument("--output_path", required=True, help="run folder to write")
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     spans.add_argument("--verify", action="store_true",
                        help="load the written folder back and compare span logits on the run's test file")
     spans.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
+    spans.add_argument("--license", help="the license to state in the model card (README.md), e.g. apache-2.0")
     ref_in = sub.add_parser("from-um6p", help="a UM6P & UL reference checkpoint as a --recipe um6p run folder")
     ref_in.add_argument("--checkpoint", required=True,
                         help="the reference's checkpoints/checkpoint_N.pt (its `model` entry), or a .safetensors "
@@ -95,8 +97,8 @@ def _to_pytorch(args) -> int:
     data = Path(args.data_path) if args.data_path else record.data.get("test")
     if args.verify and (data is None or not data.is_file()):
         raise UserError(f"--verify: the run's test file {data} is not available; pass --data_path")
-    out = export_run(args.model_path, args.output_path, args.overwrite)
-    print(f"wrote {out}")
+    out = export_run(args.model_path, args.output_path, args.overwrite, args.license)
+    print(f"wrote {out} (its model card: {out / 'README.md'})")
     if not args.verify:
         return 0
     check = verify_export(args.model_path, out, data)
@@ -124,8 +126,9 @@ def _to_span_marker(args) -> int:
         raise UserError(f"--verify: the run's test file {data} is not available")
     model = SpanMarkerModel.from_pretrained(args.model_path)
     out = model.save_pretrained(prepare_export_folder(args.output_path, args.overwrite, "a span_marker export"),
-                                args.encoder_name)
-    print(f"wrote {out} (load it with span_marker.SpanMarkerModel.from_pretrained or ours)")
+                                args.encoder_name, args.license)
+    print(f"wrote {out} (load it with span_marker.SpanMarkerModel.from_pretrained or ours; its model card: "
+          f"{out / 'README.md'})")
     if not args.verify:
         return 0
     sentences = [s.words for s in read_wojood(data).sentences][:200]

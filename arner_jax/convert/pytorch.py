@@ -9,7 +9,8 @@ Owns:
   verify_export   both frameworks on a labelled file: largest logit difference, identical tags.
   import_token_classifier   a Hugging Face token-classification checkpoint (IOB2 labels) as a run
                   folder of the flat tagger, which predict/evaluate then use like any run.
-Every folder written is marked as an export (`EXPORT_MARKER`); an output folder that holds other
+Every folder written is marked as an export (`EXPORT_MARKER`) and gets a model card (README.md,
+arner_jax.model_card); an output folder that holds other
 files, or a run folder, is refused, and an earlier export is replaced only with overwrite=True.
 """
 from __future__ import annotations
@@ -62,9 +63,13 @@ def prepare_export_folder(out: str | Path, overwrite: bool, what: str = "an expo
     return out
 
 
-def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool = False) -> Path:
-    """Write a tagger run's kept model as a PyTorch folder; returns the folder."""
+def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool = False,
+               license: str | None = None) -> Path:
+    """Write a tagger run's kept model as a PyTorch folder with its model card (README.md, recording
+    `license`); returns the folder."""
     from safetensors.numpy import save_file
+
+    from arner_jax import model_card
 
     run = run_folder.load_run(model_path)
     if "pytorch" not in run.family.export_formats:
@@ -74,6 +79,8 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
         raise UserError(f"{model_path}: a --recipe um6p run has the reference's heads (<pad>, tags, O); write it in "
                         "the reference's layout with `python -m arner_jax.convert to-um6p`")
     spec = run.family.spec(run.config)
+    card = model_card.run_card(model_path, model_card.TOKEN_CLASSIFIER if spec.flat_head else model_card.TORCH_TAGGER,
+                               output_path, license)
     out = prepare_export_folder(output_path, overwrite, "a PyTorch export")
     params = {k: np.asarray(v) for k, v in run.params.items() if k != "encoder"}
     if spec.flat_head:
@@ -95,6 +102,7 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
                 "max_length": run.max_length, "source_run": str(Path(model_path).resolve())}
         (out / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     run.tokenizer.save_pretrained(str(out))
+    model_card.write_card(out, card)
     return out
 
 

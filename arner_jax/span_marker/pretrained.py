@@ -11,6 +11,7 @@ runs through the inference driver and the data-parallel eval step, as evaluation
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class SpanMarkerModel:
         self.start_id, self.end_id = add_markers(tokenizer)
         self.max_tokens = usable_length(span.model_max_length, encoder)
         self.batch_size = batch_size
+        # where the weights came from, for the model card save_pretrained writes: ("run", run folder),
+        # ("span-marker", checkpoint folder, its config.json) or None (built here: training unknown)
+        self.source: tuple | None = None
         self.module = SpanMarker(encoder, len(span.labels), self.start_id, self.end_id,
                                  dropout=encoder.hidden_dropout_prob,
                                  dtype=jnp.bfloat16 if dtype == "bfloat16" else jnp.float32)
@@ -65,18 +69,33 @@ class SpanMarkerModel:
         path = Path(path)
         if is_span_marker_folder(path):
             got = read_span_marker(path)
-            return cls(got.encoder, got.span, got.params, got.tokenizer, dtype or "float32", batch_size, truncate)
+            model = cls(got.encoder, got.span, got.params, got.tokenizer, dtype or "float32", batch_size, truncate)
+            model.source = ("span-marker", path, json.loads((path / "config.json").read_text(encoding="utf-8")))
+            return model
         run = load_run(path, dtype)
         if not isinstance(run.family, SpanFamily):
             raise RunFolderError(f"{path}: a {run.config.kind} run, not a span model; use "
                                  "arner_jax.predict.NERTagger")
         span = run.family.span_config(run.config, run.labels, run.encoder)
-        return cls(run.encoder, span, run.params, run.tokenizer, run.config.dtype, batch_size, truncate)
+        model = cls(run.encoder, span, run.params, run.tokenizer, run.config.dtype, batch_size, truncate)
+        model.source = ("run", path)
+        return model
 
-    def save_pretrained(self, out_dir: str | Path, name_or_path: str = "") -> Path:
-        """Write the PyTorch package's layout (config.json, model.safetensors, tokenizer files)."""
+    def save_pretrained(self, out_dir: str | Path, name_or_path: str = "", license: str | None = None) -> Path:
+        """Write the PyTorch package's layout (config.json, model.safetensors, tokenizer files) and a
+        model card (README.md: from the run folder when the model is one of our runs; `license` is
+        recorded in it)."""
+        from arner_jax import model_card
+
+        if self.source is not None and self.source[0] == "run":
+            card = model_card.run_card(self.source[1], model_card.SPAN_MARKER, out_dir, license, span=self.config)
+        else:
+            folder, raw = (self.source[1], self.source[2]) if self.source is not None else (None, None)
+            card = model_card.checkpoint_card(self.encoder, self.config, out_dir, folder, raw, license)
         params = jax.tree.map(np.asarray, self.parallel.get_state(self.params))
-        return write_span_marker(out_dir, self.encoder, self.config, params, self.tokenizer, name_or_path)
+        out = write_span_marker(out_dir, self.encoder, self.config, params, self.tokenizer, name_or_path)
+        model_card.write_card(out, card)
+        return out
 
     # ------------------------------------------------------------------ scoring
     def _run(self, texts: Sequence) -> tuple[SpanSplit, list[dict]]:
