@@ -137,6 +137,7 @@ def _parity(name: str, *flags: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1]) | {"returncode": proc.returncode}
 
 
+@pytest.mark.slow  # 30 s; the default set keeps the imported-checkpoint test against the reference's predictions
 def test_parity_first_epoch_of_the_nested_penalty_run():
     """The paper's nested +var run, its first epoch replayed in this process: rows, every step's losses,
     penalty, gradient norm and learning rate, then the validation and test losses (the slow set
