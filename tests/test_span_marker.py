@@ -156,42 +156,22 @@ def sample_split(tiny_model):
     return family.encode(config, labels, tiny_model.tokenizer, corpus.sentences, 48)
 
 
-def test_rows_hold_several_texts_within_their_limits(sample_split):
-    split, K = sample_split, 32
-    pieces, rows = split.pieces, split.rows
-    total = sum(len(p.spans) for p in pieces)
-    for row in rows:
-        assert 1 <= row.num_spans <= K and row.length <= split.max_item_length(48) == 48 + 2 * K
-        assert row.length == sum(len(pieces[c.piece]) + 2 * len(c) for c in row.chunks)
-    chunks = [c for row in rows for c in row.chunks]
-    for p, piece in enumerate(pieces):  # a text is repeated only as often as its spans need rows
-        mine = sorted((c.lo, c.hi) for c in chunks if c.piece == p)
-        assert len(mine) == -(-len(piece.spans) // K)
-        assert [lo for lo, _ in mine] == list(range(0, len(piece.spans), K)) and mine[-1][1] == len(piece.spans)
-    assert max(len(row.chunks) for row in rows) > 2  # short texts share rows
-    spans, tokens = (np.array([getattr(row, a) for row in rows]) for a in ("num_spans", "length"))
-    fits = (spans[:, None] + spans[None, :] <= K) & (tokens[:, None] + tokens[None, :] <= 48 + 2 * K)
-    assert not fits.any()  # no two rows would fit in one: rows are as full as their texts allow
-    assert spans.sum() == total
-
-
 def test_an_epoch_scores_every_span_once_in_few_shapes(sample_split):
-    """The trainer's plan over the split: every batch of one fitted length, each row in its smallest bucket
-    with slots for all its spans; every candidate span once per epoch, with its markers and gold label."""
-    from arner_jax.data.batching import MAX_BUCKETS, bucket_of, fit_buckets, train_batches
+    """The trainer's plan over the split: each row in a batch of a length that holds it, with slots for all
+    its spans; every candidate span once per epoch, with its markers and gold label; few shapes."""
+    from arner_jax.data.batching import MAX_BUCKETS
 
-    split, K = sample_split, 32
-    buckets = fit_buckets(split.lengths(), 8, split.max_item_length(48))
-    plan = train_batches(split.lengths(), 8, 3407, 0, buckets)
+    split = sample_split
+    plan = split.train_plan(8, 3407, 0, 48)
     shapes, outputs = set(), [None] * len(split.rows)
     for length, indices in plan:
         batch = split.collate(indices, 8, length)
         slots = batch["starts"].shape[1]
         shapes.add(batch["input_ids"].shape + (slots,))
-        assert slots == min(K, length // 2)
+        assert slots == length // 2
         for r, i in enumerate(indices):
             row = split.rows[i]
-            assert bucket_of(row.length, buckets) == length and row.num_spans <= slots
+            assert row.length <= length and row.num_spans <= slots
             assert (batch["segment"][r] > 0).sum() == row.length and batch["num_spans"][r] == row.num_spans
             outputs[i] = {"first": batch["text_index"][r, batch["starts"][r]],
                           "last": batch["text_index"][r, batch["ends"][r]], "label": batch["labels"][r]}
