@@ -144,6 +144,8 @@ class DataParallel:
     def __init__(self, bodies: StepBodies, devices: Sequence[Any] | None = None):
         """devices: this process's devices to use (default: all of them; a subset only in one process)."""
         self.bodies = bodies
+        self.programs = None  # an executables.ProgramStore: compiled programs loaded from / saved to disk
+        self._flat_train: dict = {}  # state tree structure -> the jitted train step on the state's leaves
         self.num_processes = jax.process_count()
         if devices is not None and self.num_processes > 1:
             raise ValueError("a subset of devices is only supported in a single-process run")
@@ -160,6 +162,41 @@ class DataParallel:
     def round_batch_size(self, rows: int) -> int:
         """The smallest multiple of the device count that holds `rows` rows."""
         return -(-rows // self.num_devices) * self.num_devices
+
+    def use_program_store(self, store) -> None:
+        """Run the train and eval steps as compiled programs from `store` (arner_jax.executables), which loads
+        them from disk when a run with the same fingerprint compiled them before; single-process runs only."""
+        self.programs = store if self.num_processes == 1 else None
+
+    def _run(self, name: str, jitted, args: tuple):
+        if self.programs is None:
+            return jitted(*args)
+        scope = {"wrapper": self.name, "devices": [d.id for d in self.devices]}
+        return self.programs.compiled(name, jitted, args, scope)(*args)
+
+    def _train_leaves(self, state):
+        """The state's leaves and the train step on them: a program whose arguments and results are plain
+        lists and dicts, so that its compiled form can be serialized (a TrainState's tree structure holds its
+        optimizer's functions)."""
+        leaves, treedef = jax.tree.flatten(state)
+        jitted = self._flat_train.get(treedef)
+        if jitted is None:
+            body = self.bodies.train
+
+            def train(state_leaves, batch, key):
+                new_state, metrics = body(jax.tree.unflatten(treedef, state_leaves), batch, key)
+                return jax.tree.leaves(new_state), metrics
+
+            jitted = self._flat_train[treedef] = self._parallel_train(train)
+        return leaves, treedef, jitted
+
+    def _parallel_train(self, train: Callable):
+        raise NotImplementedError
+
+    def _train_call(self, state, batch: dict, key):
+        leaves, treedef, jitted = self._train_leaves(state)
+        new_leaves, metrics = self._run("train", jitted, (leaves, batch, key))
+        return jax.tree.unflatten(treedef, new_leaves), metrics
 
     def local_rows(self, batch_size: int) -> slice:
         """The rows of a global batch this process feeds."""
@@ -182,10 +219,12 @@ class PmapParallel(DataParallel):
         # Over every device of every process when several run; else over the chosen local devices.
         pmap_devices = None if self.num_processes > 1 else self.devices
         # Metrics and losses are identical on every device: returned once (out_axes None).
-        self._train = jax.pmap(bodies.train, axis_name=AXIS, in_axes=(0, 0, None), out_axes=(0, None),
-                               donate_argnums=(0,), devices=pmap_devices)
-        self._eval = jax.pmap(bodies.eval, axis_name=AXIS, in_axes=(0, 0), out_axes=(0, None),
-                              devices=pmap_devices)
+        self._pmap = functools.partial(jax.pmap, axis_name=AXIS, devices=pmap_devices)
+        self._train = self._parallel_train(bodies.train)  # on a TrainState: for lowering (cost analysis)
+        self._eval = self._pmap(bodies.eval, in_axes=(0, 0), out_axes=(0, None))
+
+    def _parallel_train(self, train: Callable):
+        return self._pmap(train, in_axes=(0, 0, None), out_axes=(0, None), donate_argnums=(0,))
 
     def put_state(self, state):
         # Laid out as pmap lays out its outputs (mesh axis AXIS), so the step compiles once.
@@ -205,14 +244,14 @@ class PmapParallel(DataParallel):
                 for k, v in _device_batch(batch, self.batch_keys).items()}
 
     def train_step(self, state, batch: dict, key):
-        return self._train(state, self._split(batch), key)
+        return self._train_call(state, self._split(batch), key)
 
     def compiled_train_step(self, state, batch: dict, key):
         """The compiled train program of this batch's shape (for XLA's cost and memory analysis)."""
         return self._train.lower(state, self._split(batch), key).compile()
 
     def eval_step(self, params, batch: dict):
-        pred, loss = self._eval(params, self._split(batch))
+        pred, loss = self._run("eval", self._eval, (params, self._split(batch)))
         return jax.tree.map(lambda x: _gather_rows(_local_rows(x)), pred), loss
 
 
@@ -229,10 +268,12 @@ class ShardMapParallel(DataParallel):
         self._rows = NamedSharding(self.mesh, P(AXIS))
         # check_vma=False: the bodies place their own collectives (psum of statistics and of
         # gradients), exactly as under pmap; outputs are replicated by construction.
-        shard = functools.partial(jax.shard_map, mesh=self.mesh, check_vma=False)
-        self._train = jax.jit(shard(bodies.train, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P())),
-                              donate_argnums=(0,))
-        self._eval = jax.jit(shard(bodies.eval, in_specs=(P(), P(AXIS)), out_specs=(P(AXIS), P())))
+        self._shard = functools.partial(jax.shard_map, mesh=self.mesh, check_vma=False)
+        self._train = self._parallel_train(bodies.train)  # on a TrainState: for lowering from shapes
+        self._eval = jax.jit(self._shard(bodies.eval, in_specs=(P(), P(AXIS)), out_specs=(P(AXIS), P())))
+
+    def _parallel_train(self, train: Callable):
+        return jax.jit(self._shard(train, in_specs=(P(), P(AXIS), P()), out_specs=(P(), P())), donate_argnums=(0,))
 
     def put_state(self, state):
         # From host copies: the step donates the state, which must not free the caller's arrays.
@@ -250,7 +291,7 @@ class ShardMapParallel(DataParallel):
                 for k, v in _device_batch(batch, self.batch_keys).items()}
 
     def train_step(self, state, batch: dict, key):
-        return self._train(state, self.put_batch(batch), self.put_key(key))
+        return self._train_call(state, self.put_batch(batch), self.put_key(key))
 
     def put_key(self, key):
         """A key replicated over the mesh."""
@@ -266,7 +307,7 @@ class ShardMapParallel(DataParallel):
         return self._train
 
     def eval_step(self, params, batch: dict):
-        pred, loss = self._eval(params, self.put_batch(batch))
+        pred, loss = self._run("eval", self._eval, (params, self.put_batch(batch)))
         return jax.tree.map(_gather_rows, pred), loss
 
 

@@ -100,8 +100,8 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
         from arner_jax.train import runtime
 
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id, args.distributed)
-        if not args.no_compilation_cache:
-            runtime.enable_compilation_cache(args.compilation_cache or runtime.default_cache_dir())
+        runtime.enable_compilation_cache(None if args.no_compilation_cache
+                                         else args.compilation_cache or runtime.default_cache_dir())
         if args.output_path is None:
             if distributed.process_info()[1] > 1:
                 raise UserError("--output_path: needed with several processes (a folder every process can reach)")

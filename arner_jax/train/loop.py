@@ -14,6 +14,7 @@ metrics.json are written.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import time
@@ -23,6 +24,7 @@ from flax.training.train_state import TrainState
 
 from arner_jax import inference, run_folder
 from arner_jax.distributed import is_primary
+from arner_jax.executables import ProgramStore
 from arner_jax.metrics import format_predictions
 from arner_jax.parallel import StepBodies, make_parallel
 from arner_jax.train.checkpoints import RunCheckpoints
@@ -32,6 +34,7 @@ from arner_jax.train.progress import Progress
 from arner_jax.train.runtime import (
     CompileCounter,
     preemption_requested,
+    program_store_folder,
     watch_preemption,
 )
 
@@ -71,6 +74,26 @@ class LoopState:
         return cls(**{f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw})
 
 
+# Settings that never reach a compiled program: where the data are read from (their content is in the
+# fingerprint), the seed (initial parameters and dropout keys are arguments), and the loop's own choices.
+_NOT_IN_PROGRAMS = ("train_path", "val_path", "test_path", "seed", "patience", "select_by", "checkpoint_every",
+                    "log_every")
+
+
+def program_context(run: PreparedRun, total_updates: int) -> dict:
+    """What shapes a run's train and eval programs beyond their arguments' shapes (arner_jax.executables):
+    its family, settings, label space, encoder, tokenizer and data, and the length of its schedule."""
+    data = hashlib.sha256()
+    for split in sorted(run.corpora):
+        for sentence in run.corpora[split].sentences:
+            data.update(repr((split, sentence.words, sentence.tags)).encode())
+    tokenizer = hashlib.sha256(run.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
+    settings = {k: v for k, v in run.config.to_dict().items() if k not in _NOT_IN_PROGRAMS}
+    return {"family": run.family.name, "settings": settings, "labels": run.family.labels_to_json(run.labels),
+            "encoder": dataclasses.asdict(run.encoder), "tokenizer": tokenizer, "data": data.hexdigest(),
+            "max_length": run.max_length, "total_updates": total_updates}
+
+
 class Trainer:
     def __init__(self, run: PreparedRun, devices=None):
         # ---------------------------------------------------------------- schedule and steps
@@ -92,6 +115,10 @@ class Trainer:
         self.parallel.check_batch_size(cfg.batch_size)
         self.parallel.check_batch_size(cfg.eval_batch, "--eval_batch_size")
         self.rows = self.parallel.local_rows(self.update_rows)
+        store = program_store_folder()
+        self.programs = ProgramStore(store, program_context(run, self.total_updates)) if store else None
+        if self.programs is not None:
+            self.parallel.use_program_store(self.programs)
         tx = make_optimizer(self.optim, self.total_updates)
         self.template = TrainState.create(apply_fn=run.model.apply, params=run.init_params, tx=tx)
         self.dropout_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
@@ -205,6 +232,7 @@ class Trainer:
 
     def _epoch(self, state, loop: LoopState, ckpt: RunCheckpoints):
         cfg, epoch = self.cfg, loop.epoch
+        loaded_before = self.programs.loaded if self.programs is not None else 0
         with CompileCounter() as compiles:
             t0 = time.perf_counter()
             state, tok_s = self._train_epoch(state, loop, ckpt)
@@ -217,13 +245,14 @@ class Trainer:
         loop.history.append({"epoch": epoch + 1, "step": loop.step, "train_loss": train_loss, "val_loss": val.loss,
                              "val_precision": val.metrics["precision"], "val_recall": val.metrics["recall"],
                              "val_f1": val.metrics["f1"], "improved": improved})
+        loaded = (self.programs.loaded if self.programs is not None else 0) - loaded_before
         loop.timing.append({"epoch": epoch + 1, "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
                             "tokens_per_second": tok_s, "compilations": compiles.count,
-                            "compilation_cache_hits": compiles.cache_hits})
+                            "compilation_cache_hits": compiles.cache_hits, "programs_loaded": loaded})
         log.info("epoch %d: train loss %.5f, val loss %.5f, val F1 %.4f (P %.4f R %.4f)%s; %.1f s train, "
-                 "%.1f s eval, %d compilations (%d loaded from the cache)", epoch + 1, train_loss, val.loss,
-                 val.metrics["f1"], val.metrics["precision"], val.metrics["recall"], " *" if improved else "",
-                 t1 - t0, t2 - t1, compiles.count, compiles.cache_hits)
+                 "%.1f s eval, %d compilations (%d loaded from the cache), %d compiled programs loaded", epoch + 1,
+                 train_loss, val.loss, val.metrics["f1"], val.metrics["precision"], val.metrics["recall"],
+                 " *" if improved else "", t1 - t0, t2 - t1, compiles.count, compiles.cache_hits, loaded)
         for tag, v in (("val/loss", val.loss), ("val/f1", val.metrics["f1"]), ("train/epoch_loss", train_loss)):
             self._scalar(tag, v, loop.step)
         if improved:

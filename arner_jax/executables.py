@@ -1,0 +1,224 @@
+"""Compiled programs kept on disk, so that a repeated run starts warm.
+
+Owns: `ProgramStore`, the serialized XLA executables of a run's train and eval steps, and the
+fingerprint that names each one. JAX's persistent compilation cache saves the XLA compile, but a
+run still traces and lowers every program before it can look the cache up (about 12 s of a 13 s
+first epoch on the main job). The store skips both: a program's file is named by a fingerprint
+computed from what the caller knows without tracing, and holds the executable
+(`jax.experimental.serialize_executable`), which loads in milliseconds.
+
+A stale executable must never run, so the fingerprint is conservative; it holds
+  - the program: its name, the wrapper (pmap / shard_map), every argument's tree path, shape,
+    dtype, weak type and sharding;
+  - the run: the caller's context (arner_jax.train.loop gives the family, every setting that can
+    reach a program, the label space, the encoder configuration, a digest of the tokenizer and of
+    the data, the number of updates);
+  - the code: a digest of every source file of arner_jax, and the versions of python, jax,
+    jaxlib, flax, optax and numpy;
+  - the machine: backend, platform version, every device (id, kind, process), the process count
+    and index, the CPU model and flags on CPU, JAX's configuration (its cache settings aside) and
+    the XLA / JAX / TPU / CUDA environment variables.
+Anything else that changes a program is a change of code, which the source digest catches. An
+entry that cannot be read is compiled again (and rewritten); a program that cannot be serialized
+(one with closed-over constants) is compiled as usual and simply not stored. Multi-process runs
+do not use the store (an executable spans the processes' devices; each process would need the
+others' entries at once).
+
+Entries are written once, atomically (a temporary file in the store folder, then a rename), and
+never removed by arner_jax: the folder lives inside the compilation cache folder, which the user
+owns and may clear.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import platform
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+log = logging.getLogger("arner_jax")
+
+FOLDER = "arner_jax_executables"  # inside the compilation cache folder
+SUFFIX = ".jaxexe"
+FORMAT = "arner_jax-executable/1"
+_ENV_PREFIXES = ("XLA_", "JAX_", "LIBTPU", "TPU_", "CUDA_", "NVIDIA_", "NCCL_", "ROCM_", "HIP_")
+# JAX settings that do not change a compiled program (where programs are cached, logging).
+_CONFIG_IGNORED = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+                   "jax_persistent_cache_min_entry_size_bytes", "jax_enable_compilation_cache",
+                   "jax_persistent_cache_enable_xla_caches", "jax_raise_persistent_cache_errors",
+                   "jax_explain_cache_misses", "jax_log_compiles", "jax_logging_level")
+
+
+def _stable(value: Any) -> str:
+    """`value` as text that is the same in every process; refuses text holding a memory address."""
+    text = json.dumps(value, sort_keys=True, default=repr)
+    if " at 0x" in text:
+        raise ValueError(f"a program fingerprint would hold a memory address (not stable across processes): "
+                         f"{text[:200]}")
+    return text
+
+
+_SOURCE_DIGEST: str | None = None
+
+
+def source_digest() -> str:
+    """Digest of every Python source file of arner_jax (paths and contents)."""
+    global _SOURCE_DIGEST
+    if _SOURCE_DIGEST is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for path in sorted(root.rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        _SOURCE_DIGEST = h.hexdigest()
+    return _SOURCE_DIGEST
+
+
+def _cpu() -> dict:
+    """The CPU model and its flags (XLA compiles CPU code for the host's instruction sets)."""
+    info: dict[str, str] = {"machine": platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info | {"processor": platform.processor()}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key in ("model name", "flags", "Features", "CPU implementer", "CPU part") and key not in info:
+            info[key] = " ".join(value.split())
+    return info
+
+
+def environment() -> dict:
+    """The code, libraries, devices and settings a compiled program depends on beyond its inputs."""
+    import flax
+    import jaxlib
+    import optax
+
+    devices = jax.devices()
+    backend = jax.default_backend()
+    env = {
+        "source": source_digest(),
+        "versions": {"python": sys.version, "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+                     "flax": flax.__version__, "optax": optax.__version__, "numpy": np.__version__},
+        "backend": backend,
+        "platform_version": devices[0].client.platform_version,
+        "devices": [[d.id, d.device_kind, d.process_index] for d in devices],
+        "processes": [jax.process_count(), jax.process_index()],
+        "variables": {k: v for k, v in sorted(os.environ.items()) if k.startswith(_ENV_PREFIXES)},
+        "jax_config": {k: repr(v) for k, v in sorted(jax.config.values.items()) if k not in _CONFIG_IGNORED},
+    }
+    if backend == "cpu":
+        env["cpu"] = _cpu()
+    return env
+
+
+def _argument_signature(args: tuple) -> list:
+    """Tree path, shape, dtype, weak type and sharding of every array argument."""
+    out = []
+    for path, x in jax.tree_util.tree_flatten_with_path(args)[0]:
+        aval = jax.typeof(x)
+        sharding = getattr(x, "sharding", None)
+        out.append([jax.tree_util.keystr(path), list(aval.shape), str(aval.dtype),
+                    bool(getattr(aval, "weak_type", False)), _sharding_signature(sharding)])
+    return out
+
+
+def _sharding_signature(sharding) -> list | None:
+    """How an argument is laid out: the sharding and its devices in order (a mesh's repr omits them)."""
+    if sharding is None:
+        return None
+    mesh = getattr(sharding, "mesh", None)
+    if mesh is not None and hasattr(mesh, "devices"):
+        ids = [d.id for d in np.asarray(mesh.devices).flat]
+    elif hasattr(sharding, "devices"):
+        ids = [d.id for d in np.asarray(sharding.devices).flat]
+    else:
+        ids = sorted(d.id for d in sharding.device_set)
+    return [repr(sharding), ids]
+
+
+def _memo_key(name: str, args: tuple) -> tuple:
+    """In-process lookup: program name, tree structure and every leaf's shape and dtype."""
+    leaves, treedef = jax.tree.flatten(args)
+    return name, treedef, tuple((np.shape(x), getattr(x, "dtype", None)) for x in leaves)
+
+
+class ProgramStore:
+    """Executables of one run's programs, loaded from `folder` or compiled and saved there.
+
+    `context`: what the caller knows that shapes its programs (see the module docstring).
+    `compiled(name, jitted, args, scope)` gives the compiled program of `jitted` (a `jax.jit` or
+    `jax.pmap` function) for these arguments; `scope` names the data-parallel wrapper and the
+    devices it runs on.
+    """
+
+    def __init__(self, folder: str | Path, context: dict):
+        self.folder = Path(folder)
+        self.context = _stable(context)
+        self.loaded = 0  # programs read from the store
+        self.saved = 0  # programs compiled and written to it
+        self._memo: dict[tuple, Callable] = {}
+        self._environment: str | None = None
+
+    def fingerprint(self, name: str, args: tuple, scope: dict) -> str:
+        """The name of the program's entry (a sha256 hex digest)."""
+        if self._environment is None:
+            self._environment = _stable(environment())
+        program = _stable({"format": FORMAT, "name": name, "scope": scope, "arguments": _argument_signature(args)})
+        h = hashlib.sha256()
+        for part in (program, self.context, self._environment):
+            h.update(part.encode() + b"\0")
+        return h.hexdigest()
+
+    def compiled(self, name: str, jitted, args: tuple, scope: dict) -> Callable:
+        memo = _memo_key(name, args) + (id(jitted),)
+        program = self._memo.get(memo)
+        if program is None:
+            program = self._memo[memo] = self._load_or_compile(name, jitted, args, scope)
+        return program
+
+    def _load_or_compile(self, name: str, jitted, args: tuple, scope: dict):
+        from jax.experimental import serialize_executable
+
+        path = self.folder / (self.fingerprint(name, args, scope) + SUFFIX)
+        if path.is_file():
+            try:
+                with open(path, "rb") as f:
+                    blob, in_tree, out_tree = pickle.load(f)
+                program = serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+                self.loaded += 1
+                return program
+            except Exception as e:  # noqa: BLE001 - any unreadable entry is compiled again
+                log.warning("compiled program %s could not be loaded (%s: %s); compiling it again", path.name,
+                            type(e).__name__, e)
+        program = jitted.lower(*args).compile()
+        try:
+            entry = pickle.dumps(serialize_executable.serialize(program))
+        except Exception as e:  # noqa: BLE001 - e.g. closed-over constants: run it, do not store it
+            log.debug("compiled program %s not stored: %s: %s", name, type(e).__name__, e)
+            return program
+        self._write(path, entry)
+        self.saved += 1
+        return program
+
+    def _write(self, path: Path, data: bytes) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        except OSError as e:  # a full or read-only cache folder costs speed, never the run
+            log.warning("compiled program not saved to %s: %s", self.folder, e)
+            tmp.unlink(missing_ok=True)
+
+
+def store_folder(compilation_cache: str | Path) -> Path:
+    return Path(compilation_cache) / FOLDER

@@ -1,0 +1,136 @@
+"""Compiled programs kept on disk (arner_jax.executables): a repeated run loads them instead of tracing,
+lowering and compiling; anything that could change a program gives another fingerprint."""
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from arner_jax import executables
+from arner_jax.executables import ProgramStore
+from tests.conftest import train_run
+
+SCOPE = {"wrapper": "pmap", "devices": [0]}
+ARGS = (np.zeros((2, 3), np.float32), {"mask": np.ones((2, 3), np.int32)})
+
+
+def fingerprint(folder, context=None, name="train", args=ARGS, scope=SCOPE) -> str:
+    return ProgramStore(folder, {"setting": 1} if context is None else context).fingerprint(name, args, scope)
+
+
+def test_the_same_program_gets_the_same_fingerprint_in_a_new_store(tmp_path):
+    assert fingerprint(tmp_path) == fingerprint(tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("change", ["context", "name", "shape", "dtype", "devices", "wrapper", "sharding"])
+def test_a_changed_program_misses(tmp_path, change):
+    changed = {
+        "context": lambda: fingerprint(tmp_path, context={"setting": 2}),
+        "name": lambda: fingerprint(tmp_path, name="eval"),
+        "shape": lambda: fingerprint(tmp_path, args=(np.zeros((2, 4), np.float32), ARGS[1])),
+        "dtype": lambda: fingerprint(tmp_path, args=(np.zeros((2, 3), np.float16), ARGS[1])),
+        "devices": lambda: fingerprint(tmp_path, scope={"wrapper": "pmap", "devices": [1]}),
+        "wrapper": lambda: fingerprint(tmp_path, scope={"wrapper": "shard_map", "devices": [0]}),
+        "sharding": lambda: fingerprint(tmp_path, args=(jnp.zeros((2, 3), jnp.float32), ARGS[1])),
+    }[change]
+    assert changed() != fingerprint(tmp_path)
+
+
+def test_changed_code_libraries_or_machine_settings_miss(tmp_path, monkeypatch):
+    base = fingerprint(tmp_path)
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+    assert fingerprint(tmp_path) != base
+    monkeypatch.delenv("XLA_FLAGS")
+    monkeypatch.setattr(jax, "__version__", "0.0.0")
+    assert fingerprint(tmp_path) != base
+    monkeypatch.undo()
+    monkeypatch.setattr(executables, "_SOURCE_DIGEST", "another version of arner_jax")
+    assert fingerprint(tmp_path) != base
+    monkeypatch.undo()
+    with jax.default_matmul_precision("highest"):
+        assert fingerprint(tmp_path) != base
+    assert fingerprint(tmp_path) == base
+
+
+def test_the_source_digest_covers_every_module():
+    import arner_jax
+
+    assert len(executables.source_digest()) == 64
+    # a module of every layer is read (a digest of a few files would miss changes elsewhere)
+    from pathlib import Path
+
+    root = Path(arner_jax.__file__).parent
+    assert {"parallel.py", "losses.py", "tagger.py"} <= {p.name for p in root.rglob("*.py")}
+
+
+def test_a_context_holding_a_memory_address_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="memory address"):
+        ProgramStore(tmp_path, {"objective": object()})
+
+
+def test_the_store_loads_what_it_saved_and_compiles_an_unreadable_entry_again(tmp_path, caplog):
+    step = jax.jit(lambda x, b: (x * 2 + b["mask"], {"sum": (x * b["mask"]).sum()}))
+    expected = step(*ARGS)
+    first = ProgramStore(tmp_path, {"setting": 1})
+    out = first.compiled("train", step, ARGS, SCOPE)(*ARGS)
+    assert (first.saved, first.loaded) == (1, 0)
+    (entry,) = tmp_path.glob("*.jaxexe")
+    assert entry.stem == first.fingerprint("train", ARGS, SCOPE)
+    second = ProgramStore(tmp_path, {"setting": 1})
+    again = second.compiled("train", step, ARGS, SCOPE)(*ARGS)
+    assert (second.saved, second.loaded) == (0, 1)
+    jax.tree.map(np.testing.assert_array_equal, (out, again), (expected, expected))
+    entry.write_bytes(b"not an executable")
+    third = ProgramStore(tmp_path, {"setting": 1})
+    with caplog.at_level(logging.WARNING, logger="arner_jax"):
+        repaired = third.compiled("train", step, ARGS, SCOPE)(*ARGS)
+    assert "could not be loaded" in caplog.text and (third.saved, third.loaded) == (1, 0)
+    jax.tree.map(np.testing.assert_array_equal, repaired, expected)
+    assert ProgramStore(tmp_path, {"setting": 1}).compiled("train", step, ARGS, SCOPE) is not None
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]  # no temporary file left behind
+
+
+RUN = ["--synthetic", "--synthetic_sizes", "96", "16", "16", "--max_length", "64", "--batch_size", "8",
+       "--lr", "2e-3", "--max_epochs", "1", "--scratch_hidden_size", "32", "--scratch_layers", "1"]
+
+
+def same_results(a: dict, b: dict) -> None:
+    assert a["history"] == b["history"]
+    assert (a["val"], a["test"]) == (b["val"], b["test"])
+
+
+def test_a_repeated_run_loads_its_programs_and_ends_with_the_same_metrics(tmp_path):
+    cache = tmp_path / "cache"
+    first = train_run(tmp_path / "first", "wojood_nested", *RUN, cache=cache)
+    again = train_run(tmp_path / "again", "wojood_nested", *RUN, cache=cache)
+    plain = train_run(tmp_path / "plain", "wojood_nested", *RUN)  # no cache, no store: traced and compiled
+    start = again["timing"]["epochs"][0]
+    assert first["timing"]["epochs"][0]["programs_loaded"] == 0
+    assert start["programs_loaded"] > 0 and start["compilations"] == 0 and start["compilation_cache_hits"] == 0
+    same_results(again, first)
+    same_results(plain, first)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["nested", "span_nested"])
+def test_programs_saved_by_one_seed_run_another_seed_as_its_own_programs(tmp_path, kind, tiny_bert):
+    """The seed is left out of the fingerprint (it reaches programs only as argument values): a run loading
+    the programs of another seed's run ends exactly as that seed's run compiled from scratch."""
+    from arner_jax.data.synthetic import write_synthetic_corpus
+
+    files = write_synthetic_corpus(tmp_path / "data", seed=4, sizes={"train": 96, "val": 16, "test": 16})
+    paths = [f for split in ("train", "val", "test") for f in (f"--{split}_path", str(files[split]))]
+    flags = [*RUN[5:], "--max_epochs", "2", *paths]
+    if kind == "span_nested":  # the data are fixed files: the synthetic corpus would change with the seed
+        flags += ["--bert_model", str(tiny_bert), "--marker_max_length", "16"]
+    preset = "wojood_nested" if kind == "nested" else "wojood_span_nested"
+    cache = tmp_path / "cache"
+    train_run(tmp_path / "seed1", preset, *flags, "--seed", "1", cache=cache)
+    loaded = train_run(tmp_path / "seed2", preset, *flags, "--seed", "2", cache=cache)
+    plain = train_run(tmp_path / "seed2_plain", preset, *flags, "--seed", "2")
+    assert loaded["timing"]["epochs"][0]["programs_loaded"] > 0
+    assert loaded["timing"]["epochs"][0]["compilations"] == 0
+    same_results(loaded, plain)
