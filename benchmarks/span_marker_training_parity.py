@@ -149,17 +149,13 @@ def _our_rows(split) -> list[tuple]:
     return keys
 
 
-def _read_final(folder: Path):
-    """The package's final state dict as our parameters (the checkpoint interop on a copy of initial/)."""
-    from arner_jax.span_marker.checkpoint import read_span_marker
+def _read_final(folder: Path, encoder):
+    """The package's final state dict as our parameters (the checkpoint interop's conversion)."""
+    from safetensors.numpy import load_file
 
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "final"
-        shutil.copytree(folder / "initial", copy)
-        for old in ("model.safetensors", "pytorch_model.bin"):
-            (copy / old).unlink(missing_ok=True)
-        shutil.copy(folder / "final.safetensors", copy / "model.safetensors")
-        return read_span_marker(copy).params
+    from arner_jax.span_marker.checkpoint import span_marker_params
+
+    return span_marker_params(load_file(str(folder / "final.safetensors")), encoder, str(folder))[0]
 
 
 def replay(folder: str | Path) -> dict:
@@ -168,7 +164,6 @@ def replay(folder: str | Path) -> dict:
     from jax.tree_util import keystr, tree_flatten_with_path
 
     from arner_jax.config import RunConfig
-    from arner_jax.data.batching import bucket_of
     from arner_jax.data.wojood import Sentence
     from arner_jax.families import family_for
     from arner_jax.run_folder import init_params
@@ -192,8 +187,9 @@ def replay(folder: str | Path) -> dict:
     max_length = family.max_length(config, encoder)
     split = family.encode(config, labels, tokenizer, sentences, max_length)
     model = family.build(config, encoder, labels, tokenizer)
-    template = init_params(family, model, labels, config.seed)
-    assert jax.tree.structure(template) == jax.tree.structure(loaded.params), "converted weights: another tree"
+    template = jax.eval_shape(lambda: init_params(family, model, labels, config.seed))
+    shapes = [jax.tree.map(lambda x: tuple(x.shape), tree) for tree in (template, loaded.params)]
+    assert shapes[0] == shapes[1], "the converted weights are not the model's tree"
     with tempfile.TemporaryDirectory() as tmp:
         run = PreparedRun(config, Path(tmp), family, labels, tokenizer, encoder, model, loaded.params, max_length,
                           {}, {"train": split, "val": split, "test": split})
@@ -221,7 +217,7 @@ def replay(folder: str | Path) -> dict:
     losses = []
     for step in traj["steps"]:
         indices = [index[recorded[r]] for r in step["rows"]]
-        length = bucket_of(max(split.rows[i].length for i in indices), trainer.buckets)
+        length = trainer.buckets[-1]  # one length for all (padding changes no number): one compilation
         batch = trainer._batch(length, indices)
         state, metrics = trainer.parallel.train_step(state, batch, trainer.dropout_key)
         loss, lr = float(metrics["loss"]), float(metrics["lr"])
@@ -233,7 +229,7 @@ def replay(folder: str | Path) -> dict:
 
     # 3. the final weights
     final = trainer.parallel.get_state(state).params
-    theirs = _read_final(folder)
+    theirs = _read_final(folder, encoder)
     worst_weight, where, moved = 0.0, "", 0.0
     start = dict(tree_flatten_with_path(loaded.params)[0])
     for path, value in tree_flatten_with_path(theirs)[0]:

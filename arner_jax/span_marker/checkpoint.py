@@ -114,14 +114,11 @@ def read_span_marker(folder: str | Path) -> LoadedSpanMarker:
     if "encoder" not in raw:
         raise CheckpointError(f"{path}: no 'encoder' section (the encoder's config.json).")
     encoder = EncoderConfig.from_dict(raw["encoder"], source=f"{path} [encoder]")
-    state = read_state_dict(folder)
-    if "classifier.weight" not in state or "classifier.bias" not in state:
-        raise CheckpointError(f"{folder}: no classifier.weight / classifier.bias; not a SpanMarker checkpoint.")
-    enc_params, encoder, report = hf_to_params({k: v for k, v in state.items() if k != "classifier.weight"
-                                                and k != "classifier.bias"}, encoder, prefix="encoder.",
-                                               source=str(folder))
-    weight, bias = state["classifier.weight"], state["classifier.bias"]
-    id2label = {int(k): v for k, v in raw.get("id2label", {}).items()}
+    params, encoder, report = span_marker_params(read_state_dict(folder), encoder, str(folder))
+    weight = params["classifier"]["kernel"].T
+    # the package keeps no id2label of its own when its labels equal the encoder's (labels given without a
+    # tagging scheme): its config reads the encoder's then
+    id2label = {int(k): v for k, v in (raw.get("id2label") or raw["encoder"].get("id2label") or {}).items()}
     labels = [id2label[i] for i in range(len(id2label))]
     if weight.shape != (len(labels), 2 * encoder.hidden_size):
         raise CheckpointError(f"{folder}: classifier.weight has shape {tuple(weight.shape)}, expected "
@@ -139,8 +136,18 @@ def read_span_marker(folder: str | Path) -> LoadedSpanMarker:
                  encoder.max_position_embeddings, usable_length(span.model_max_length, encoder))
     if report.summary():
         log.info("%s: %s", folder, report.summary())
-    params = {"encoder": enc_params, "classifier": {"kernel": np.ascontiguousarray(weight.T), "bias": bias}}
     return LoadedSpanMarker(encoder, span, params, tokenizer)
+
+
+def span_marker_params(state: dict[str, np.ndarray], encoder: EncoderConfig, source: str):
+    """A SpanMarker state dict (`encoder.*`, `classifier.*`) as our parameters; (params, encoder, report)."""
+    if "classifier.weight" not in state or "classifier.bias" not in state:
+        raise CheckpointError(f"{source}: no classifier.weight / classifier.bias; not a SpanMarker checkpoint.")
+    enc_params, encoder, report = hf_to_params({k: v for k, v in state.items() if k != "classifier.weight"
+                                                and k != "classifier.bias"}, encoder, prefix="encoder.",
+                                               source=source)
+    classifier = {"kernel": np.ascontiguousarray(state["classifier.weight"].T), "bias": state["classifier.bias"]}
+    return {"encoder": enc_params, "classifier": classifier}, encoder, report
 
 
 def span_marker_config(encoder: EncoderConfig, span: SpanConfig, name_or_path: str) -> dict:

@@ -6,9 +6,9 @@ Owns everything kind-specific about span models:
   span_flat    gold spans from each word's outermost tag; SpanMarker's greedy flat decoding;
                scored flat.
 Also: the label space (O, then the entity types sorted), turning sentences into span pieces and
-rows (`SpanSplit`; entities longer than entity_max_length are counted, they cannot be
-candidates), the marker tokens added to the tokenizer and the embeddings grown for them, and
-`SpanFamily`, registered for the kinds.
+span_marker 1.8.1's rows, trained in its optimizer steps (`SpanSplit`; entities longer than
+entity_max_length are counted, they cannot be candidates), the marker tokens added to the
+tokenizer and the embeddings grown for them, and `SpanFamily`, registered for the kinds.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import jax.numpy as jnp
 import numpy as np
 
+from arner_jax.data.batching import bucket_of, fit_buckets
 from arner_jax.encoders import EncoderConfig
 from arner_jax.families import (
     EncodedSplit,
@@ -41,22 +42,25 @@ def span_labels(corpora: Sequence, nested: bool) -> list[str]:
 
 
 class SpanSplit(EncodedSplit):
-    """Texts as span pieces (windows with their candidate spans) packed into rows (spans.pack_rows).
+    """Texts as span pieces (windows with their candidate spans) in span_marker 1.8.1's rows (spans.package_rows).
 
-    A row holds at most marker_max_length spans and the texts they need; its length is what its
-    chunks take, and a batch of rows `length` tokens long gets min(marker_max_length, length // 2)
-    span slots, enough for any row that fits in it (each span takes two of its tokens).
+    A row holds one piece's text and a chunk of its spans, as many as a row of max_length +
+    2 * marker_max_length tokens has room for; its length is what it holds. A batch of rows
+    `length` tokens long gets length // 2 span slots, enough for any row that fits in it.
+    Training takes the package's optimizer steps (`train_plan`); evaluation runs the same rows
+    in length-sorted batches.
     """
 
     def __init__(self, sentences, pieces: list[S.Piece], span: SpanConfig, pad_id: int, nested: bool,
                  max_tokens: int, threshold: float = 0.0, gold_entities: int = 0, too_long: int = 0,
-                 tokenized: list[S.Tokenized] | None = None):
+                 tokenized: list[S.Tokenized] | None = None, seed: int = 3407):
         super().__init__(sentences)
         self.tokenized = tokenized or []  # per text (character offsets of string inputs)
         self.pieces, self.span, self.pad_id = pieces, span, pad_id
         self.nested, self.threshold = nested, threshold
-        self.rows = S.pack_rows(pieces, span.marker_max_length, self.max_item_length(max_tokens))
+        self.rows = S.package_rows(pieces, self.max_item_length(max_tokens))
         self.gold_entities, self.too_long = gold_entities, too_long
+        self.seed = seed  # the run's: the first epoch's batches choose the training lengths (`train_buckets`)
 
     def lengths(self) -> list[int]:
         return [row.length for row in self.rows]
@@ -65,11 +69,38 @@ class SpanSplit(EncodedSplit):
         return max_length + 2 * self.span.marker_max_length  # a window and a full row of marker pairs
 
     def slots(self, length: int) -> int:
-        """Span slots of a batch of rows `length` tokens long."""
-        return min(self.span.marker_max_length, length // 2)
+        """Span slots of a batch of rows `length` tokens long (each span takes two of its tokens)."""
+        return length // 2
 
     def collate(self, indices, rows: int, length: int) -> dict[str, np.ndarray]:
         return S.collate_rows(self.pieces, self.rows, indices, rows, length, self.slots(length), self.pad_id)
+
+    # ------------------------------------------------------------------ training: span_marker's steps
+    def _batches(self, rows: int, seed: int, epoch: int) -> list[list[int]]:
+        """The rows shuffled from (seed, epoch), `rows` at a time, the last batch the rest: what the Transformers
+        Trainer's shuffled DataLoader gives span_marker's training (its loss: the mean over the batch's spans)."""
+        order = np.random.default_rng([seed, epoch]).permutation(len(self.rows))
+        return [order[i:i + rows].tolist() for i in range(0, len(order), rows)]
+
+    def _train_lengths(self, rows: int, seed: int, max_length: int) -> tuple[int, ...]:
+        key = (rows, seed, max_length)
+        if getattr(self, "_lengths_for", (None, None))[0] != key:
+            lengths = self.lengths()
+            longest = [max(lengths[i] for i in batch) for batch in self._batches(rows, seed, 0)]
+            self._lengths_for = (key, fit_buckets(longest, 1, self.max_item_length(max_length)))
+        return self._lengths_for[1]
+
+    def train_buckets(self, rows: int, max_length: int) -> tuple[int, ...]:
+        """The lengths training batches are padded to: fitted to the longest rows of the first epoch's batches
+        under the run's seed (each used then; a later batch fits one of them: no compilation after epoch 1)."""
+        return self._train_lengths(rows, self.seed, max_length)
+
+    def train_plan(self, rows: int, seed: int, epoch: int, max_length: int) -> list[tuple[int, list[int]]]:
+        """span_marker's optimizer steps: the epoch's batches (`_batches`), each padded to the first training
+        length that holds its longest row (padding changes no number: masked, and out of the loss)."""
+        buckets, lengths = self._train_lengths(rows, seed, max_length), self.lengths()
+        return [(bucket_of(max(lengths[i] for i in batch), buckets), batch)
+                for batch in self._batches(rows, seed, epoch)]
 
     @staticmethod
     def tokens(batch: dict[str, np.ndarray]) -> int:
@@ -98,12 +129,13 @@ class SpanSplit(EncodedSplit):
         spans = sum(len(p.spans) for p in self.pieces)
         return (f"{len(self.sentences)} sentences, {self.gold_entities} gold entities ({self.too_long} longer than "
                 f"{self.span.entity_max_length} words: never candidates), {len(self.pieces)} windows, "
-                f"{spans} candidate spans in {len(self.rows)} rows of {sum(self.lengths())} tokens "
+                f"{spans} candidate spans in {len(self.rows)} rows (span_marker's) of {sum(self.lengths())} tokens "
                 f"({2 * spans} markers)")
 
 
 def encode_texts(texts: Sequence, tokenizer, span: SpanConfig, max_tokens: int, pad_id: int, nested: bool,
-                 sentences: Sequence | None = None, threshold: float = 0.0, truncate: bool = False) -> SpanSplit:
+                 sentences: Sequence | None = None, threshold: float = 0.0, truncate: bool = False,
+                 seed: int = 3407) -> SpanSplit:
     """Texts (strings or word lists) as a SpanSplit; gold labels from `sentences` when given.
 
     truncate=True cuts texts longer than max_tokens as SpanMarker does (default: windows).
@@ -127,7 +159,7 @@ def encode_texts(texts: Sequence, tokenizer, span: SpanConfig, max_tokens: int, 
     if unknown:
         raise ValueError(f"entity types {sorted(unknown)} are not among the model's labels {span.labels}")
     return SpanSplit(sentences if sentences is not None else texts, pieces, span, pad_id, nested, max_tokens,
-                     threshold, total, too_long, tokenized)
+                     threshold, total, too_long, tokenized, seed)
 
 
 class SpanFamily(ModelFamily):
@@ -196,7 +228,8 @@ class SpanFamily(ModelFamily):
     def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> SpanSplit:
         span = SpanConfig(list(labels), config.marker_max_length, config.entity_max_length, max_length)
         return encode_texts([s.words for s in sentences], tokenizer, span, max_length, int(tokenizer.pad_token_id),
-                            self.nested(config), sentences if labelled else None, config.threshold)
+                            self.nested(config), sentences if labelled else None, config.threshold,
+                            seed=config.seed)
 
 
 register_family(SpanFamily())

@@ -15,8 +15,9 @@ model completes the row itself:
   attention     a text token attends to the text tokens of its own segment; a marker to the text
                 tokens of its segment, itself and its partner; padding attends to nothing
                 (float32's most negative value, as SpanMarker);
-  head          [h(start marker); h(end marker)] (2H) -> dropout -> Dense(C), float32 logits
-                `[B, K, C]`.
+  head          dropout on the encoder's last hidden states, [h(start marker); h(end marker)] (2H),
+                dropout again, Dense(C): float32 logits `[B, K, C]` (span_marker 1.8.1 applies its
+                one Dropout module at both places, at the encoder's hidden dropout rate).
 So a text never sees another text of its row nor any marker, and a marker sees only its own text
 and its partner: where a chunk sits in the row, and what shares the row, does not change its
 numbers (positions are explicit and masked attention is permutation-equivariant). This is also
@@ -69,7 +70,7 @@ class SpanMarker(nn.Module):
     num_labels: int
     start_id: int
     end_id: int
-    dropout: float = 0.1  # the encoder's hidden dropout, as SpanMarker
+    dropout: float = 0.1  # on the hidden states and on the marker features: the encoder's hidden dropout in SpanMarker
     dtype: Any = jnp.float32
     attention: str = "auto"  # the encoder's attention implementation (encoders.model.ATTENTION_IMPLEMENTATIONS)
     remat: str = "none"  # the encoder's per-layer rematerialisation (encoders.model.REMAT_POLICIES)
@@ -80,6 +81,7 @@ class SpanMarker(nn.Module):
                                           self.end_id)
         h = Encoder(self.encoder, self.dtype, self.attention, self.remat, name="encoder")(
             ids, mask, None, positions, deterministic=deterministic)  # [B, L, H]
+        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
         marker = lambda at: jnp.take_along_axis(h, at[:, :, None], axis=1)  # noqa: E731  [B, K, H]
         features = jnp.concatenate([marker(starts), marker(ends)], axis=-1)  # [B, K, 2H]
         features = nn.Dropout(self.dropout)(features, deterministic=deterministic)

@@ -6,12 +6,13 @@ Owns (numpy only; SPEC 7):
                and cut into windows of at most M tokens when it is longer (SpanMarker cuts the
                text instead). Windows overlap by E - 1 words and each window scores the spans
                that start in its own part, so every span that fits in M tokens is scored once;
-  rows         the encoder rows the candidates are scored in: a piece's spans cut into chunks of
-               at most K (marker_max_length) spans, and chunks packed into rows of at most K
-               spans, several texts to a row when they fit (`pack_rows`). A row is laid out as
-               [text][its start markers][its end markers] per chunk, then padding to its length
-               bucket (`collate_rows`); rows have whatever length their chunks need, so an epoch
-               costs the tokens its spans need, not K marker pairs per window. A span's logits
+  rows         the encoder rows the candidates are scored and trained in, span_marker 1.8.1's
+               (`package_rows`, its Trainer.spread_sample): one row per piece and chunk of its
+               spans, a chunk holding as many spans as a row of M + 2K tokens has room for beside
+               the piece's text, (M + 2K - tokens) // 2, so a text is repeated only when its spans
+               do not fit. A row is laid out as [text][its start markers][its end markers], then
+               padding to its batch's length (`collate_rows`). A row can also hold chunks of
+               several pieces (`pack_rows`, each chunk in a segment of its own): a span's logits
                depend only on its text and the span (the attention pattern of model.row_layout
                keeps texts apart), so any packing gives the same numbers;
   decoding     SpanMarker's greedy flat rule, the nested rule (spans nest or are disjoint,
@@ -196,6 +197,18 @@ class Row:
     @property
     def num_spans(self) -> int:
         return sum(len(c) for c in self.chunks)
+
+
+def package_rows(pieces: Sequence[Piece], row_tokens: int) -> list[Row]:
+    """span_marker 1.8.1's rows (Trainer.spread_sample): per piece, in order, its spans in chunks of
+    (row_tokens - its tokens) // 2 (the last one shorter), one chunk per row; row_tokens = M + 2K."""
+    rows = []
+    for p, piece in enumerate(pieces):
+        room = max((row_tokens - len(piece)) // 2, 1)
+        for lo in range(0, len(piece.spans), room):
+            chunk = Chunk(p, lo, min(lo + room, len(piece.spans)))
+            rows.append(Row((chunk,), len(piece) + 2 * len(chunk)))
+    return rows
 
 
 def pack_rows(pieces: Sequence[Piece], max_spans: int, max_tokens: int) -> list[Row]:

@@ -2,13 +2,15 @@
 
 Owns: AdamW with weight decay on weight matrices and embeddings only (biases and LayerNorm
 scales get none, as the reference's parameter groups), the learning-rate schedule (optional
-linear warmup, then linear decay to 0 over all updates), and global-norm clipping. Gradient
-accumulation is the train step's (arner_jax.parallel.StepBodies): it hands the optimizer the
-gradient of the whole batch.
+linear warmup over ceil(ratio x updates) updates, as the Transformers Trainer counts them, then
+linear decay to 0 over all updates), and global-norm clipping. Gradient accumulation is the
+train step's (arner_jax.parallel.StepBodies): it hands the optimizer the gradient of the whole
+batch.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -40,7 +42,7 @@ def decay_mask(params) -> dict:
 def lr_schedule(config: OptimConfig, total_updates: int) -> optax.Schedule:
     """Linear warmup (if any) to `lr`, then linear decay to 0 at `total_updates`."""
     total = max(int(total_updates), 1)
-    warmup = int(round(config.warmup_ratio * total))
+    warmup = math.ceil(config.warmup_ratio * total)  # as the Transformers Trainer (span_marker's training)
     span = max(total - warmup, 1)
 
     def decay(count):
