@@ -17,10 +17,12 @@ and stops. Both sides get:
 Epoch time: the median train seconds of the epochs after the first (ours compiles in its first);
 both sides' validation F1 after every epoch are scored by arner_jax.metrics (seqeval default mode,
 flat). Ours is a `python -m arner_jax.train` run of preset wojood_span_nested with --kind span_flat.
-Known differences that remain: the package cuts sentences at model_max_length (we window them; no
-sample sentence is that long), applies its dropout twice (to the encoder output and again to the
-marker features; we apply it once, to the features), and takes a sentence's spans into rows of
-marker_max_length (we pack several sentences per row: fewer, fuller batches of rows).
+Both sides build the same rows and take the same optimizer steps (span_marker's spread rows, shuffled,
+batch_size rows a step) and apply dropout at the same two places: benchmarks/span_marker_training_parity.py
+replays the package's recorded training step by step. Known differences that remain: the package cuts
+sentences at model_max_length (we window them; no sample sentence is that long); the shuffles draw from
+different generators; ours pads a batch to a fitted length, the package to model_max_length +
+2 x marker_max_length.
 """
 from __future__ import annotations
 
