@@ -1,4 +1,4 @@
-"""The UM6P & UL flat (MTN) system exactly (`--recipe um6p`): the preset `um6p_mtn` in arner_jax/presets.py.
+"""The UM6P & UL flat (MTN) system exactly (`--recipe um6p`): the preset `um6p_mtn` in arner_jax/configs/presets.py.
 
 `python -m experiments.um6p_mtn --help` lists the flags.
 """

@@ -1,4 +1,4 @@
-"""The UM6P & UL nested system exactly (`--recipe um6p`): the preset `um6p_nested` in arner_jax/presets.py.
+"""The UM6P & UL nested system exactly (`--recipe um6p`): the preset `um6p_nested` in arner_jax/configs/presets.py.
 
 `python -m experiments.um6p_nested --help` lists the flags.
 """

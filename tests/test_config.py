@@ -6,7 +6,7 @@ import ast
 import pytest
 
 from arner_jax.config import SCRATCH_LR, ConfigError, RunConfig
-from arner_jax.presets import PRESETS, SMOKE
+from arner_jax.configs.presets import PRESETS, SMOKE
 from tests.conftest import REPO
 
 

@@ -10,7 +10,7 @@ from arner_jax.data.wojood import WojoodFormatError, read_wojood
 
 
 def test_preset_smoke_variant_overrides_encoder_and_sizes():
-    from arner_jax.presets import PRESETS
+    from arner_jax.configs.presets import PRESETS
 
     preset = PRESETS["wikiann_span_marker"]
     full = preset.config(False, bert_model="xlm-roberta-base", dataset="wikiann:ar", max_epochs=10)

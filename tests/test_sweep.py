@@ -20,7 +20,7 @@ UM6P_CE = "nested-arbertv2-ce"
 
 def sweep_exit(argv: list[str], capsys) -> tuple[int, str, str]:
     """The sweep CLI in-process: its exit status, stdout and stderr."""
-    from arner_jax.train import sweep as train_sweep
+    from arner_jax.sweep import run as train_sweep
 
     capsys.readouterr()
     try:
@@ -56,11 +56,11 @@ def test_dry_run_lists_every_configuration_and_seed(tmp_path, capsys):
 ])
 def test_the_listed_commands_train_the_same_runs(grid, smoke, flags, tmp_path, capsys):
     """Each command of --dry_run, read by the training CLI, gives the RunConfig the sweep trains."""
-    from arner_jax import sweep_folder as sweep
-    from arner_jax.grids import get_grid
-    from arner_jax.presets import get_preset
+    from arner_jax.configs.grids import get_grid
+    from arner_jax.configs.presets import get_preset
+    from arner_jax.sweep import folder as sweep
     from arner_jax.train import cli
-    from arner_jax.train import sweep as train_sweep
+    from arner_jax.sweep import run as train_sweep
 
     extra = ["--smoke"] * smoke + flags
     commands = dry_run(tmp_path, capsys, "--preset", grid, *extra)
@@ -73,8 +73,8 @@ def test_the_listed_commands_train_the_same_runs(grid, smoke, flags, tmp_path, c
 
 
 def test_shards_partition_the_runs_deterministically(tmp_path, capsys):
-    from arner_jax import sweep_folder as sweep
-    from arner_jax.grids import get_grid
+    from arner_jax.configs.grids import get_grid
+    from arner_jax.sweep import folder as sweep
 
     runs = [r.id for r in sweep.plan(get_grid("um6p_table"), seeds=2)]
     shards = [dry_run(tmp_path, capsys, "--preset", "um6p_table", "--seeds", "2", "--shard", f"{i}/3")
@@ -101,9 +101,9 @@ def test_only_selects_by_name_or_glob(tmp_path, capsys):
 
 def test_a_sweep_folder_keeps_its_settings_and_grows_by_rows_and_seeds(tmp_path, capsys):
     """sweep.json merges other --only selections, more seeds and shards; changed settings are refused."""
-    from arner_jax import sweep_folder as sweep
-    from arner_jax.grids import get_grid
+    from arner_jax.configs.grids import get_grid
     from arner_jax.run_folder import atomic_write_json
+    from arner_jax.sweep import folder as sweep
 
     grid, out = get_grid("um6p_table"), tmp_path / "sweep"
     runs = sweep.plan(grid, 1, True, only=["nested-*"])
@@ -142,9 +142,9 @@ def failing_sweep(tmp_path_factory, compilation_cache):
     um6p_table's nested-arbertv2-ce --smoke, whose programs the kill test then finds in the cache),
     `missing-ce` names an encoder mapped by --encoder to a folder that does not exist, and
     `scratch-ce-var` is shard 2's, never started."""
-    from arner_jax.grids import GRIDS, Configuration, Grid
-    from arner_jax.presets import PRESETS
-    from arner_jax.train import sweep as train_sweep
+    from arner_jax.configs.grids import GRIDS, Configuration, Grid
+    from arner_jax.configs.presets import PRESETS
+    from arner_jax.sweep import run as train_sweep
 
     smoke = PRESETS["wojood_nested"].config(smoke=True, loss="ce", var_penalty=0.0, lr=2e-5).to_dict()
     settings = {k: v for k, v in smoke.items() if k != "seed"}
@@ -184,7 +184,7 @@ def test_a_run_that_fails_is_recorded_and_the_others_finish(failing_sweep):
 
 
 def test_report_of_a_partial_sweep_reads_only(failing_sweep, tmp_path):
-    from arner_jax import report
+    from arner_jax.sweep import report
 
     out, _ = failing_sweep
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
@@ -204,7 +204,7 @@ def test_report_of_a_partial_sweep_reads_only(failing_sweep, tmp_path):
 
 # ----------------------------------------------------------------------------- kill and restart
 def test_a_killed_sweep_restarts_without_retraining_its_finished_run(tmp_path, compilation_cache, capsys):
-    from arner_jax import report
+    from arner_jax.sweep import report
 
     out = tmp_path / "sweep"
     argv = ["--preset", "um6p_table", "--smoke", "--only", UM6P_CE, "--seeds", "2", "--output_path", str(out),

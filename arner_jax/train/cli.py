@@ -18,10 +18,10 @@ from pathlib import Path
 
 from arner_jax import run_folder
 from arner_jax.config import RunConfig
+from arner_jax.configs.presets import PRESETS, get_preset
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.families import family_for
 from arner_jax.metrics import format_per_type
-from arner_jax.presets import PRESETS, get_preset
 
 PREEMPTED_STATUS = 143  # 128 + SIGTERM: what a job scheduler expects of a process stopped by SIGTERM
 RUN_FLAGS = ("output_path", "overwrite", "resume", "preset", "smoke", "compilation_cache", "no_compilation_cache",
@@ -40,13 +40,14 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
     defaults = preset.config()
     description = preset.doc.strip().splitlines()[0] if preset.doc else preset.name
     p = ArgumentParser(prog=f"python -m experiments.{preset.name}", description=description,
-                                epilog=f"Preset {preset.name!r} (arner_jax.presets); defaults below are its "
+                                epilog=f"Preset {preset.name!r} (arner_jax.configs.presets); defaults below are its "
                                        "settings.")
     p.add_argument("--output_path", help="run folder (default: a new folder under the system temp dir)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete --output_path (a run folder of arner_jax only) and start again")
     p.add_argument("--resume", action="store_true", help="continue the run in --output_path from its checkpoint")
-    p.add_argument("--preset", default=preset.name, choices=list(PRESETS), help="named settings (arner_jax.presets)")
+    p.add_argument("--preset", default=preset.name, choices=list(PRESETS),
+                   help="named settings (arner_jax.configs.presets)")
     p.add_argument("--smoke", action="store_true",
                    help="the preset's smoke variant: tiny encoder, synthetic corpus, one epoch (seconds on a CPU)")
     p.add_argument("--compilation_cache", help="folder of JAX's persistent compilation cache "

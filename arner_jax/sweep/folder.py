@@ -3,8 +3,8 @@
     python -m arner_jax.sweep --preset um6p_table --output_path DIR [--seeds N] [--smoke] [--shard I/N]
                               [--only PATTERN] [--dry_run] [--encoder HUB_ID=FOLDER] [training flags]
 
-Owns the sweep folder's layout and what runs in it (readers such as arner_jax.report use this
-module; running the runs is arner_jax.train.sweep's):
+Owns the sweep folder's layout and what runs in it (readers such as arner_jax.sweep.report use this
+module; running the runs is arner_jax.sweep.run's):
   DIR/sweep.json                 the grid: its configurations with their settings, labels and published
                                  figures, seeds, notes, shards that ran; what the report expects
   DIR/sweep.log                  one line per event: run started, finished (with F1), skipped, failed
@@ -12,7 +12,7 @@ module; running the runs is arner_jax.train.sweep's):
   DIR/<configuration>/seed<k>/   the run folder of seed k (RunConfig seed 3407 + k); a failed run keeps
                                  its exception (type, message, traceback) in sweep_failure.json there
 `--shard I/N` runs every N-th run from the I-th, so N machines share a grid; their run folders
-merge in one DIR (a shared disk, or copied together) for `python -m arner_jax.report DIR`.
+merge in one DIR (a shared disk, or copied together) for `python -m arner_jax.sweep report DIR`.
 """
 from __future__ import annotations
 
@@ -28,9 +28,9 @@ from typing import Any
 
 from arner_jax import run_folder
 from arner_jax.config import RunConfig
+from arner_jax.configs.grids import Configuration, Grid
+from arner_jax.configs.presets import SMOKE_OFFLINE
 from arner_jax.errors import UserError
-from arner_jax.grids import Configuration, Grid
-from arner_jax.presets import SMOKE_OFFLINE
 
 FORMAT = "arner_jax-sweep/1"
 SWEEP, LOG, FAILURES = "sweep.json", "sweep.log", "failures.json"

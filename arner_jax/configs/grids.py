@@ -1,10 +1,10 @@
 """Grid presets: named sets of run configurations, each a row of a results table.
 
-Owns what a sweep runs (the way arner_jax.presets owns what one run is): a grid is a list of
+Owns what a sweep runs (the way arner_jax.configs.presets owns what one run is): a grid is a list of
 `Configuration`s, each a single-run preset plus the settings that make its row (kind, encoder,
 loss, ...), its labels for the table's columns, and the published figure it is compared with.
 How a grid is run (folders, seeds, restarts, shards, failures) is arner_jax.sweep's; how its
-results are tabled and drawn is arner_jax.report's. Each grid's docstring gives the command
+results are tabled and drawn is arner_jax.sweep.report's. Each grid's docstring gives the command
 that runs it and the figures to expect.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from arner_jax.config import RunConfig
+from arner_jax.configs.presets import get_preset
 from arner_jax.errors import UserError
-from arner_jax.presets import get_preset
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Configuration:
     """One row of a grid: a single-run preset with settings, run once per seed."""
 
     name: str  # readable and safe as a folder name, e.g. nested-arbertv2-unified-var
-    preset: str  # the single-run preset (arner_jax.presets) it starts from
+    preset: str  # the single-run preset (arner_jax.configs.presets) it starts from
     settings: dict[str, Any]  # RunConfig fields set on top of the preset
     labels: dict[str, str]  # the grid's axes for this row (the report's columns)
     paper: float | None = None  # the published best validation micro-F1 of this configuration
@@ -113,7 +113,7 @@ def um6p_table() -> list[Configuration]:
 
         python -m arner_jax.sweep --preset um6p_table --output_path sweeps/um6p --seeds 3 \\
             --train_path wojood/train.txt --val_path wojood/val.txt --test_path wojood/test.txt
-        python -m arner_jax.report sweeps/um6p
+        python -m arner_jax.sweep report sweeps/um6p
         # without data paths: the Wojood sample shipped with arner_jax (4% of Wojood: expect far lower F1)
 
     Expected (the paper's best validation micro-F1 on the full corpus, shown beside ours by the report):
@@ -145,7 +145,7 @@ def loss_ablation() -> list[Configuration]:
     "The flat default"), and F1 compares the losses on one scale.
 
         python -m arner_jax.sweep --preset loss_ablation --output_path sweeps/losses --seeds 3
-        python -m arner_jax.report sweeps/losses
+        python -m arner_jax.sweep report sweeps/losses
         python -m arner_jax.sweep --preset loss_ablation --output_path sweeps/losses_arbert \\
             --bert_model UBC-NLP/ARBERTv2 ...      # the same comparison on a pretrained encoder
 
@@ -173,7 +173,7 @@ def recipe_comparison() -> list[Configuration]:
     MTN}: 8 configurations on the shipped sample, from scratch, so it runs offline on a CPU.
 
         python -m arner_jax.sweep --preset recipe_comparison --output_path sweeps/recipes --seeds 3
-        python -m arner_jax.report sweeps/recipes
+        python -m arner_jax.sweep report sweeps/recipes
 
     The README's recipe table is this grid's report (3 seeds).
     """

@@ -1,4 +1,4 @@
-"""Running a sweep: `python -m arner_jax.sweep` (arner_jax.sweep_folder owns its folder and plan).
+"""Running a sweep: `python -m arner_jax.sweep [run]` (arner_jax.sweep.folder owns its folder and plan).
 
 Runs go one after another in this process through `train_and_evaluate`, so programs compiled by
 one run are loaded by the next from JAX's persistent compilation cache. Started again with the
@@ -18,9 +18,9 @@ from typing import Any
 
 from arner_jax import run_folder
 from arner_jax.config import RunConfig
+from arner_jax.configs.grids import GRIDS, Grid, get_grid
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, one_line
-from arner_jax.grids import GRIDS, Grid, get_grid
-from arner_jax.sweep_folder import (
+from arner_jax.sweep.folder import (
     DATA_FLAGS,
     FAILURE,
     FAILURES,
@@ -154,7 +154,7 @@ def run_sweep(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke:
     say(f"sweep {grid.name} shard {shard[0]}/{shard[1]} done: {len(result.trained)} trained, "
         f"{len(result.skipped)} finished before, {len(result.failed)} failed"
         + (f" (listed in {root / FAILURES})" if result.failed else "")
-        + f"; table: python -m arner_jax.report {root}")
+        + f"; table: python -m arner_jax.sweep report {root}")
     return result
 
 
@@ -165,7 +165,7 @@ def build_parser() -> ArgumentParser:
                        description="Train every configuration of a grid x seed, one run folder each; restartable.",
                        epilog="Any other training flag (python -m arner_jax.train --help) applies to every run, e.g. "
                               "--max_epochs 3 --dtype bfloat16, unless the grid varies it (--kind, --loss, ...).")
-    p.add_argument("--preset", required=True, choices=list(GRIDS), help="the grid (arner_jax.grids)")
+    p.add_argument("--preset", required=True, choices=list(GRIDS), help="the grid (arner_jax.configs.grids)")
     p.add_argument("--output_path", required=True, help="the sweep folder: DIR/<configuration>/seed<k>/ per run")
     p.add_argument("--seeds", type=int, default=1, help="runs per configuration; seed k is RunConfig seed 3407 + k")
     p.add_argument("--smoke", action="store_true",
@@ -264,10 +264,3 @@ def _pair(text: str) -> tuple[str, str]:
     if not sep or not name or not folder:
         raise UserError(f"--encoder {text!r}: must be HUB_ID=FOLDER, e.g. UBC-NLP/ARBERTv2=/models/arbertv2")
     return name, folder
-
-
-if __name__ == "__main__":
-    from arner_jax.host_memory import reexec_with_huge_pages
-
-    reexec_with_huge_pages()  # (see arner_jax.host_memory; the imports above are done again, ~1 s)
-    main()
