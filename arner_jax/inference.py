@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from arner_jax.families import EncodedSplit, ModelFamily, WordTags
-from arner_jax.metrics import score_tags
 from arner_jax.parallel import DataParallel
+from arner_jax.scoring.metrics import score_tags
 
 
 @dataclasses.dataclass

@@ -3,8 +3,8 @@
 Both files are Wojood format with the same words (PRED may be a `predictions.txt`). Prints the
 metrics as JSON. A user error (a missing or unreadable file, a format error, files that do not line
 up) exits 2 with one line on stderr, `error: FILE:LINE: what; what to do` (no LINE when the whole
-file is at fault). The files are read by `arner_jax.tagged_file` (numpy over the bytes, the reference
-reader's results and errors) and scored by `arner_jax.scorer`; JAX is never imported.
+file is at fault). The files are read by `arner_jax.scoring.tagged_file` (numpy over the bytes, the reference
+reader's results and errors) and scored by `arner_jax.scoring.engine`; JAX is never imported.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import sys
 
 from arner_jax.data.wojood import SCHEMES, Corpus, WojoodFormatError
 from arner_jax.errors import ArgumentParser
-from arner_jax.metrics import SCORERS
-from arner_jax.tagged_file import read_tagged, score_files
+from arner_jax.scoring.metrics import SCORERS
+from arner_jax.scoring.tagged_file import read_tagged, score_files
 
 SAME_WORDS = "the files must hold the same words and blank lines"
 

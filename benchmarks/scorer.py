@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from arner_jax.data.wojood import read_wojood
-from arner_jax.metrics import score_tags
+from arner_jax.scoring.metrics import score_tags
 from benchmarks.machine import machine
 
 DATA = Path(os.environ.get("ARNER_SHARED", Path(__file__).resolve().parents[2] / "shared")) / "data/wojood_sample"

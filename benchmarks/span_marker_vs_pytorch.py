@@ -15,7 +15,7 @@ and stops. Both sides get:
             model_max_length 256, AdamW without weight decay or warmup, linear decay to 0,
             clipping at 1.0, dropout 0.1 (the package: Trainer defaults with these values).
 Epoch time: the median train seconds of the epochs after the first (ours compiles in its first);
-both sides' validation F1 after every epoch are scored by arner_jax.metrics (seqeval default mode,
+both sides' validation F1 after every epoch are scored by arner_jax.scoring.metrics (seqeval default mode,
 flat). Ours is a `python -m arner_jax.train` run of preset wojood_span_nested with --kind span_flat.
 Both sides build the same rows and take the same optimizer steps (span_marker's spread rows, shuffled,
 batch_size rows a step) and apply dropout at the same two places: benchmarks/span_marker_training_parity.py
@@ -39,7 +39,7 @@ from arner_jax.data.sample import wojood_sample_paths
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import train_wordpiece_tokenizer
 from arner_jax.host_memory import reexec_with_huge_pages
-from arner_jax.metrics import score_tags
+from arner_jax.scoring.metrics import score_tags
 from benchmarks.machine import describe, machine
 from benchmarks.span_epoch import REPO, train
 

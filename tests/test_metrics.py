@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from arner_jax.data import parse_wojood, read_wojood
-from arner_jax.metrics import format_predictions, parse_predictions, score_tags
 from arner_jax.score import main as score_main
+from arner_jax.scoring.metrics import format_predictions, parse_predictions, score_tags
 from tests.conftest import REPO, shared_path
 
 

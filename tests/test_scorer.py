@@ -1,4 +1,4 @@
-"""The vectorized Wojood scorer (arner_jax.scorer) against seqeval 1.2.2, its oracle, and by hand."""
+"""The vectorized Wojood scorer (arner_jax.scoring.engine) against seqeval 1.2.2, its oracle, and by hand."""
 from __future__ import annotations
 
 import warnings
@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 
-from arner_jax.metrics import encode_tags, score_tags
 from arner_jax.score import main as score_main
-from arner_jax.scorer import score_ids
+from arner_jax.scoring.engine import score_ids
+from arner_jax.scoring.metrics import encode_tags, score_tags
 
 # "_" is the type seqeval gives O itself; a real type of that name must not be confused with it
 TYPES = ("ORG", "GPE", "PERS", "_")

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from arner_jax.metrics import read_tagged_file
+from arner_jax.scoring.metrics import read_tagged_file
 from arner_jax.span_marker import spans as S
 from tests.conftest import train_run
 

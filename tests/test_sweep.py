@@ -59,8 +59,8 @@ def test_the_listed_commands_train_the_same_runs(grid, smoke, flags, tmp_path, c
     from arner_jax.configs.grids import get_grid
     from arner_jax.configs.presets import get_preset
     from arner_jax.sweep import folder as sweep
-    from arner_jax.train import cli
     from arner_jax.sweep import run as train_sweep
+    from arner_jax.train import cli
 
     extra = ["--smoke"] * smoke + flags
     commands = dry_run(tmp_path, capsys, "--preset", grid, *extra)

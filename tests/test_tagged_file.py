@@ -1,5 +1,5 @@
-"""The fast reader of `arner_jax.score` (arner_jax.tagged_file) against the reference reader
-(`arner_jax.metrics.read_tagged_file`): the same words, tags, lines, dropped duplicates and errors."""
+"""The fast reader of `arner_jax.score` (arner_jax.scoring.tagged_file) against the reference reader
+(`arner_jax.scoring.metrics.read_tagged_file`): the same words, tags, lines, dropped duplicates and errors."""
 from __future__ import annotations
 
 import subprocess
@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from arner_jax import tagged_file
 from arner_jax.data.wojood import WojoodFormatError
-from arner_jax.metrics import PREDICTIONS_HEADER, encode_tags, read_tagged_file, score_tags
-from arner_jax.tagged_file import read_tagged, score_files
+from arner_jax.scoring import tagged_file
+from arner_jax.scoring.metrics import PREDICTIONS_HEADER, encode_tags, read_tagged_file, score_tags
+from arner_jax.scoring.tagged_file import read_tagged, score_files
 from tests.conftest import REPO, shared_path
 
 HEADER = PREDICTIONS_HEADER + "\n"

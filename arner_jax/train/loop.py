@@ -25,8 +25,8 @@ from flax.training.train_state import TrainState
 from arner_jax import inference, run_folder
 from arner_jax.distributed import is_primary
 from arner_jax.executables import ProgramStore
-from arner_jax.metrics import format_predictions
 from arner_jax.parallel import StepBodies, make_parallel
+from arner_jax.scoring.metrics import format_predictions
 from arner_jax.train.checkpoints import RunCheckpoints
 from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
 from arner_jax.train.prepare import PreparedRun

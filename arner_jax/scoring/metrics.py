@@ -2,7 +2,7 @@
 
 Owns: turning word tags into what the Wojood scorer scores (flat: each word's first tag, one sequence per
 sentence; nested: per type, one sequence per sentence holding the word's tag of that type, all types'
-copies pooled), `score_tags` with its two interchangeable scorers (the vectorized `arner_jax.scorer`, and
+copies pooled), `score_tags` with its two interchangeable scorers (the vectorized `arner_jax.scoring.engine`, and
 seqeval 1.2.2 called exactly as the reference calls it, kept as the oracle), the per-type table, and
 reading/writing `predictions.txt`. Runs on the host.
 """
@@ -24,7 +24,7 @@ from arner_jax.data.wojood import (
     read_text,
     type_layer,
 )
-from arner_jax.scorer import note, report, score_ids
+from arner_jax.scoring.engine import note, report, score_ids
 
 PREDICTIONS_HEADER = "Token\tGold Tag\tPredicted Tag"
 SCORERS = ("fast", "seqeval")
@@ -50,7 +50,7 @@ def _checked_types(tags: Iterable[str]) -> list[str]:
 
 
 def encode_tags(words: Sequence[Sequence[str]], nested: bool, types: Sequence[str]) -> np.ndarray:
-    """Tag ids (see arner_jax.scorer) of checked word tags, the words of all sentences in a row: nested
+    """Tag ids (see arner_jax.scoring.engine) of checked word tags, the words of all sentences in a row: nested
     [len(types), N], one layer per type (a word's first tag of the type; tags of other types are left out);
     flat [1, N], each word's first tag."""
     index = {f"{prefix}-{t}": 2 * k + j for k, t in enumerate(types) for j, prefix in ((1, "B"), (2, "I"))}
@@ -114,10 +114,10 @@ def score_tags(gold: TagLists, pred: TagLists, nested: bool, types: Sequence[str
     mode) with the same keys, `per_type` tables, `gold_entities` and `mode`; and a `note` (top level or in
     `strict`) saying why the figures are 0 when gold or prediction has no entity (an empty list of sentences
     included). Nested scoring covers `types` (default: every type in gold or prediction); flat scoring
-    ignores it. scorer "fast" (arner_jax.scorer) and "seqeval" give identical dicts.
+    ignores it. scorer "fast" (arner_jax.scoring.engine) and "seqeval" give identical dicts.
     Raises ValueError when the sentence counts or lengths differ, `types` repeats a name, or naming a tag
     that is not O, B-X or I-X.
-    extra_predicted: predicted entities no IOB2 tag expresses (arner_jax.scorer.score_cells; fast scorer only).
+    extra_predicted: predicted entities no IOB2 tag expresses (arner_jax.scoring.engine.score_cells; fast scorer only).
     """
     if scorer not in SCORERS:
         raise ValueError(f"scorer must be one of {SCORERS}, got {scorer!r}")

@@ -4,11 +4,11 @@ Owns: entity extraction with seqeval's default (lenient, conlleval-like) chunkin
 mode, per-type true-positive/predicted/gold counts, and micro and per-type precision/recall/F1 computed
 with the same float operations as seqeval's `precision_score`/`recall_score`/`f1_score` and
 `classification_report(output_dict=True)` with `zero_division=0`. Strings stay out of it: turning word
-tags into ids is `arner_jax.metrics`' job, which also keeps seqeval itself as the oracle (scorer="seqeval").
+tags into ids is `arner_jax.scoring.metrics`' job, which also keeps seqeval itself as the oracle (scorer="seqeval").
 
 Tag ids: 0 = O, 1 + 2k = B-types[k], 2 + 2k = I-types[k]. `score_ids` takes them dense ([L, N]);
 `score_cells` only the non-O cells (positions and ids), which is all the scoring looks at: nested files
-have K layers of mostly O, and `arner_jax.tagged_file` makes the cells without the dense array.
+have K layers of mostly O, and `arner_jax.scoring.tagged_file` makes the cells without the dense array.
 
 Both modes cut a layer into the same chunks: an I-X continues the chunk of the word before it when that
 word, in the same sentence, is B-X or I-X; every other non-O word starts a chunk. The lenient mode counts

@@ -2,7 +2,7 @@
 
 Owns `TaggedFile` (a Wojood file or a `predictions.txt` as arrays: the words' byte spans and lines,
 sentence lengths, and per word an index into the file's few distinct tag lists), `read_tagged` and
-`score_files`. `read_tagged` gives what `arner_jax.metrics.read_tagged_file` reads (the same words,
+`score_files`. `read_tagged` gives what `arner_jax.scoring.metrics.read_tagged_file` reads (the same words,
 tags, lines and dropped-duplicate count; `TaggedFile.to_corpus` shows it) without a Python object per
 word: line breaks, tokens and fields are found by numpy over the file's bytes, and each distinct tag
 field (`B-ORG I-OCC`, a few hundred in a corpus) is parsed once, by the reference reader's own rules.
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from arner_jax.data.wojood import TAG_RE, Corpus, Sentence, _parse_tags
-from arner_jax.metrics import PREDICTIONS_HEADER, read_tagged_file, score_tags
-from arner_jax.scorer import score_cells
+from arner_jax.scoring.engine import score_cells
+from arner_jax.scoring.metrics import PREDICTIONS_HEADER, read_tagged_file, score_tags
 
 BOM = b"\xef\xbb\xbf"
 # ASCII controls that str.split or str.splitlines treat as whitespace or a line break and a byte split on
@@ -99,8 +99,8 @@ class TaggedFile:
                 and np.array_equal(self.word_bytes(), other.word_bytes()))
 
     def tag_cells(self, types: Sequence[str], nested: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The non-O cells of the tag ids `arner_jax.metrics.encode_tags` makes (nested [K, N]: a word's first
-        tag of each type; flat [1, N]: its first tag), as `arner_jax.scorer.score_cells` takes them: flat
+        """The non-O cells of the tag ids `arner_jax.scoring.metrics.encode_tags` makes (nested [K, N]: a word's first
+        tag of each type; flat [1, N]: its first tag), as `arner_jax.scoring.engine.score_cells` takes them: flat
         indices, ascending, and ids. Encoded once per distinct tag list, then gathered."""
         index = {f"{prefix}-{t}": 2 * k + j for k, t in enumerate(types) for j, prefix in ((1, "B"), (2, "I"))}
         if not nested:
@@ -143,7 +143,7 @@ def score_files(gold: TaggedFile, pred: TaggedFile, nested: bool, scorer: str = 
 
 
 def read_tagged(path: str | Path, scheme: str = "iob2") -> TaggedFile:
-    """What `arner_jax.metrics.read_tagged_file(path, scheme)` reads, as a TaggedFile; the same errors."""
+    """What `arner_jax.scoring.metrics.read_tagged_file(path, scheme)` reads, as a TaggedFile; the same errors."""
     fast = _read_fast(path) if scheme == "iob2" else None
     return fast if fast is not None else TaggedFile.from_corpus(read_tagged_file(path, scheme))
 
