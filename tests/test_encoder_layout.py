@@ -22,7 +22,7 @@ from arner_jax.encoders.hf_weights import expand_table
 from arner_jax.encoders.model import resolve_attention
 from arner_jax.tagger import Tagger
 from tests.conftest import save_tiny_hf_model
-from tests.test_encoder_parity import TOL, batch, max_diff, torch_hidden
+from tests.helpers import TOL, batch, max_diff, torch_hidden
 
 
 def tiny_config(**changes) -> EncoderConfig:

@@ -19,7 +19,7 @@ from arner_jax.encoders import (
 )
 from arner_jax.encoders.hf_weights import expand_table
 from tests.conftest import tiny_hf_config
-from tests.test_encoder_parity import batch, max_diff, torch_hidden
+from tests.helpers import batch, max_diff, torch_hidden
 
 
 @pytest.mark.parametrize("family", ["bert", "xlmr"])
