@@ -136,3 +136,24 @@ def test_live_training_parity_with_span_marker(tmp_path):
     for setting in parity.SETTINGS:
         figures = parity.replay(tmp_path / setting)
         assert figures["steps"] >= 20 and parity.check(figures) == [], (setting, figures)
+
+
+def test_marker_rows_start_as_span_markers():
+    """Fine-tuning a pretrained encoder: span_marker 1.8.1 grows the embeddings with resize_token_embeddings(
+    pad_to_multiple_of=8, mean_resizing=False), so the added rows (the markers, and the padding to a multiple of
+    8) are fresh normal(0, 0.02) draws, as any new embedding row, not the other rows' mean; the rest is kept."""
+    from arner_jax.encoders import small_bert_config
+    from arner_jax.families import family_for
+
+    family = family_for("span_flat")
+    encoder = small_bert_config(16, hidden_size=64, num_layers=1, num_heads=2, max_positions=32)
+    rng = np.random.default_rng(0)
+    pretrained = {"embeddings": {"word_embeddings": {"embedding": rng.normal(5.0, 1.0, (10, 64)).astype(np.float32)}}}
+    fresh = rng.normal(0.0, 0.02, (16, 64)).astype(np.float32)  # the model's own initialisation from the seed
+    params = {"encoder": {"embeddings": {"word_embeddings": {"embedding": fresh}}}, "classifier": {}}
+    got = family.with_pretrained_encoder(params, pretrained, encoder)
+    table = np.asarray(got["encoder"]["embeddings"]["word_embeddings"]["embedding"])
+    assert table.shape == (16, 64)
+    np.testing.assert_array_equal(table[:10], pretrained["embeddings"]["word_embeddings"]["embedding"])
+    np.testing.assert_array_equal(table[10:], fresh[10:])
+    assert got["classifier"] is params["classifier"]
