@@ -217,10 +217,12 @@ class SpanFamily(ModelFamily):
         return SpanObjective(model.apply, with_logits)
 
     def with_pretrained_encoder(self, params: dict, encoder_params: dict, encoder: EncoderConfig) -> dict:
-        """A pretrained encoder's weights, with embedding rows (their mean) appended for the markers."""
+        """A pretrained encoder's weights, with embedding rows appended for the markers (and the padding to a
+        multiple of 8): the model's own initial rows, normal(0, 0.02) from the run's seed, as span_marker 1.8.1
+        draws them (resize_token_embeddings with mean_resizing=False)."""
         table = encoder_params["embeddings"]["word_embeddings"]["embedding"]
         if table.shape[0] < encoder.vocab_size:
-            extra = np.repeat(np.asarray(table).mean(0, keepdims=True), encoder.vocab_size - table.shape[0], axis=0)
+            extra = np.asarray(params["encoder"]["embeddings"]["word_embeddings"]["embedding"])[table.shape[0]:]
             emb = {**encoder_params["embeddings"], "word_embeddings": {"embedding": np.concatenate([table, extra])}}
             encoder_params = {**encoder_params, "embeddings": emb}
         return {**params, "encoder": encoder_params}
