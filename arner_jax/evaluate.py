@@ -18,7 +18,9 @@ from arner_jax import inference
 from arner_jax.data.wojood import read_wojood
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.parallel import PmapParallel, StepBodies
-from arner_jax.run_folder import EVAL, atomic_write_json, atomic_write_text, load_run
+from arner_jax.runs.files import atomic_write_json, atomic_write_text
+from arner_jax.runs.loading import load_run
+from arner_jax.runs.run_folder import EVAL
 from arner_jax.scoring.metrics import format_per_type, format_predictions
 
 

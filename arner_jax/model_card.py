@@ -383,7 +383,7 @@ def run_card(run_dir: str | Path, export_format: str, folder: str | Path, licens
 
     `span` (a SpanConfig) gives a span export's lengths as written; by default they come from the run.
     """
-    from arner_jax.run_folder import METRICS, VOCAB, read_run
+    from arner_jax.runs.run_folder import METRICS, VOCAB, read_run
 
     if export_format not in FORMATS:
         raise ValueError(f"export_format must be one of {FORMATS}, got {export_format!r}")
@@ -483,7 +483,7 @@ def checkpoint_card(encoder, span, folder: str | Path, source: str | Path | None
 
 def write_card(folder: str | Path, text: str) -> Path:
     """Write the card as folder/README.md."""
-    from arner_jax.run_folder import atomic_write_text
+    from arner_jax.runs.files import atomic_write_text
 
     path = Path(folder) / CARD
     atomic_write_text(path, text)

@@ -121,7 +121,7 @@ def fetch_wojood(dest: str | Path, source: str = "sample") -> dict[str, Path]:
 def _metrics(metrics_or_run: dict | str | Path) -> dict:
     if isinstance(metrics_or_run, dict):
         return metrics_or_run
-    from arner_jax.run_folder import METRICS
+    from arner_jax.runs.run_folder import METRICS
 
     return json.loads((Path(metrics_or_run) / METRICS).read_text(encoding="utf-8"))
 

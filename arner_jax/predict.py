@@ -31,7 +31,7 @@ from arner_jax.data.wojood import (
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.families import EncodedSplit, Entity, WordTags
 from arner_jax.parallel import PmapParallel, StepBodies
-from arner_jax.run_folder import LoadedRun, load_run
+from arner_jax.runs.loading import LoadedRun, load_run
 
 
 class NERTagger:

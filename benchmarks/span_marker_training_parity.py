@@ -166,7 +166,7 @@ def replay(folder: str | Path) -> dict:
     from arner_jax.config import RunConfig
     from arner_jax.data.wojood import Sentence
     from arner_jax.families import family_for
-    from arner_jax.run_folder import init_params
+    from arner_jax.runs.loading import init_params
     from arner_jax.span_marker.checkpoint import read_span_marker
     from arner_jax.train.loop import Trainer
     from arner_jax.train.prepare import PreparedRun

@@ -176,7 +176,7 @@ READER = """
 import sys, time
 from pathlib import Path
 from arner_jax.predict import NERTagger
-from arner_jax.run_folder import RunFolderError
+from arner_jax.runs.run_folder import RunFolderError
 run, stop = Path(sys.argv[1]), Path(sys.argv[2])
 loads = 0
 while not stop.exists():
@@ -336,7 +336,7 @@ def spawn(args: list[str], log: Path, preset: str = "wojood_nested") -> subproce
 
 
 def complete(folder: Path) -> list[int]:
-    from arner_jax.run_folder import complete_steps
+    from arner_jax.runs.checkpoints import complete_steps
 
     return complete_steps(folder)
 

@@ -79,7 +79,7 @@ def test_two_process_run_equals_one_process_with_two_devices(parallel, tmp_path)
 
 @pytest.mark.slow
 def test_both_processes_killed_after_a_checkpoint_resume_to_the_same_metrics(tmp_path):
-    from arner_jax.run_folder import complete_steps
+    from arner_jax.runs.checkpoints import complete_steps
 
     flags = ["--max_epochs", "3", "--checkpoint_every", "10"]
     straight = subprocess.run([*LAUNCH, *TRAIN, *flags, "--output_path", str(tmp_path / "straight")], cwd=REPO,

@@ -187,7 +187,7 @@ def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
         verify_export,
     )
     from arner_jax.predict import NERTagger
-    from arner_jax.run_folder import load_run
+    from arner_jax.runs.loading import load_run
 
     out = export_run(flat_run, tmp_path / "hf")
     check = verify_export(flat_run, out, flat_run / "data" / "test.txt")

@@ -10,7 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-from arner_jax import run_folder
+from arner_jax.runs import checkpoints, run_folder
+from arner_jax.runs.checkpoints import complete_steps, read_checkpoint
+from arner_jax.runs.files import atomic_write_json
+from arner_jax.runs.loading import load_run
 from tests.conftest import REPO
 from tests.cross_machine import named, near_top, span_outcomes, span_record_triples
 
@@ -121,9 +124,9 @@ def test_a_kept_model_replaced_while_it_is_read_loads_the_new_one(nested_run, tm
     run = tmp_path / "run"
     shutil.copytree(nested_run, run)
     best = run / run_folder.BEST
-    [old] = run_folder.complete_steps(best)
-    expected = run_folder.load_run(run).params
-    read, original = [], run_folder.read_checkpoint
+    [old] = complete_steps(best)
+    expected = load_run(run).params
+    read, original = [], read_checkpoint
 
     def trainer_replaces_it_midway(step_dir, template):
         read.append(step_dir.name)
@@ -132,8 +135,8 @@ def test_a_kept_model_replaced_while_it_is_read_loads_the_new_one(nested_run, tm
             shutil.rmtree(best / str(old))
         return original(step_dir, template)
 
-    monkeypatch.setattr(run_folder, "read_checkpoint", trainer_replaces_it_midway)
-    loaded = run_folder.load_run(run)
+    monkeypatch.setattr(checkpoints, "read_checkpoint", trainer_replaces_it_midway)
+    loaded = load_run(run)
     assert read == [str(old), str(old + 1)]
     for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(loaded.params)):
         np.testing.assert_array_equal(a, b)
@@ -143,15 +146,15 @@ def test_a_corrupt_kept_model_is_not_retried_away(nested_run, tmp_path, monkeypa
     """Only a kept model that changed under the reader is read again; a broken one still fails."""
     run = tmp_path / "run"
     shutil.copytree(nested_run, run)
-    [step] = run_folder.complete_steps(run / run_folder.BEST)
+    [step] = complete_steps(run / run_folder.BEST)
     for f in (run / run_folder.BEST / str(step) / "state").rglob("*"):
         if f.is_file() and f.stat().st_size > 1000:
             f.write_bytes(b"")
     calls = []
-    original = run_folder.read_checkpoint
-    monkeypatch.setattr(run_folder, "read_checkpoint", lambda *a: calls.append(1) or original(*a))
+    original = read_checkpoint
+    monkeypatch.setattr(checkpoints, "read_checkpoint", lambda *a: calls.append(1) or original(*a))
     with pytest.raises((ValueError, OSError)):
-        run_folder.load_run(run)
+        load_run(run)
     assert len(calls) == 1
 
 
@@ -174,7 +177,7 @@ def test_folder_rules_of_a_new_run(tmp_path):
 
 
 def test_atomic_writes_leave_no_temporary_file(tmp_path):
-    run_folder.atomic_write_json(tmp_path / "metrics.json", {"f1": 0.5})
-    run_folder.atomic_write_json(tmp_path / "metrics.json", {"f1": 0.6})
+    atomic_write_json(tmp_path / "metrics.json", {"f1": 0.5})
+    atomic_write_json(tmp_path / "metrics.json", {"f1": 0.6})
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"f1": 0.6}

@@ -96,7 +96,7 @@ def tiny_model():
 
     from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
     from arner_jax.families import family_for
-    from arner_jax.run_folder import init_params
+    from arner_jax.runs.loading import init_params
     from arner_jax.span_marker import SpanConfig, SpanMarkerModel
     from arner_jax.span_marker.checkpoint import add_markers
     from arner_jax.span_marker.model import SpanMarker

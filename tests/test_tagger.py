@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax.training.train_state import TrainState
 
-from arner_jax import inference, run_folder
+from arner_jax import inference
 from arner_jax.config import RunConfig
 from arner_jax.data import LabelVocab, parse_wojood
 from arner_jax.data.entities import entity_tags
@@ -18,6 +18,7 @@ from arner_jax.encoders import Encoder, small_bert_config, train_wordpiece_token
 from arner_jax.families import family_for
 from arner_jax.losses import LossConfig, total_loss
 from arner_jax.parallel import PmapParallel, StepBodies
+from arner_jax.runs.loading import init_params
 from arner_jax.tagger import (
     KINDS,
     Tagger,
@@ -86,7 +87,7 @@ def test_library_step_and_inference_on_synthetic_sentences():
     tok = train_wordpiece_tokenizer((" ".join(s.words) for s in sentences), vocab_size=300)
     model = family.build(config, small_bert_config(len(tok), hidden_size=16, num_layers=1), vocab, tok)
     split = family.encode(config, vocab, tok, sentences, 32)
-    params = run_folder.init_params(family, model, vocab, 0)
+    params = init_params(family, model, vocab, 0)
     parallel = PmapParallel(StepBodies(family.objective(config, vocab, model)))
     batch = split.collate(list(range(8)), 8, 32)
     state = TrainState.create(apply_fn=model.apply, params=params, tx=make_optimizer(OptimConfig(lr=1e-3), 10))

@@ -192,7 +192,7 @@ def test_a_reference_checkpoint_imported_predicts_what_the_reference_predicted(t
     from arner_jax.convert.__main__ import main as convert
     from arner_jax.data.wojood import read_wojood
     from arner_jax.parallel import PmapParallel, StepBodies
-    from arner_jax.run_folder import load_run
+    from arner_jax.runs.loading import load_run
 
     fixture = shared_path("fixtures", "um6p_trajectories", "nested_var")
     sample = shared_path("data", "wojood_sample")

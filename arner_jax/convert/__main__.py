@@ -91,7 +91,7 @@ def _verify(args) -> int:
 
 def _to_pytorch(args) -> int:
     from arner_jax.convert.pytorch import export_run, verify_export
-    from arner_jax.run_folder import read_run
+    from arner_jax.runs.run_folder import read_run
 
     record = read_run(args.model_path)
     data = Path(args.data_path) if args.data_path else record.data.get("test")
@@ -114,7 +114,7 @@ def _to_span_marker(args) -> int:
 
     from arner_jax.convert.pytorch import prepare_export_folder
     from arner_jax.data.wojood import read_wojood
-    from arner_jax.run_folder import read_run
+    from arner_jax.runs.run_folder import read_run
     from arner_jax.span_marker import SpanMarkerModel
 
     record = read_run(args.model_path)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from arner_jax import run_folder
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.encoders import (
     CheckpointError,
@@ -34,6 +33,9 @@ from arner_jax.encoders import (
 from arner_jax.encoders.hf_weights import base_prefix, hf_config_dict, write_hf_folder
 from arner_jax.errors import UserError
 from arner_jax.families import family_for
+from arner_jax.runs import run_folder
+from arner_jax.runs.checkpoints import save_params
+from arner_jax.runs.loading import load_run
 
 TOKEN_CLASSIFIER = {"bert": "BertForTokenClassification", "xlm-roberta": "XLMRobertaForTokenClassification",
                     "roberta": "RobertaForTokenClassification"}
@@ -71,7 +73,7 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
 
     from arner_jax import model_card
 
-    run = run_folder.load_run(model_path)
+    run = load_run(model_path)
     if "pytorch" not in run.family.export_formats:
         raise UserError(f"{model_path}: a {run.config.kind} run cannot be exported to PyTorch as a tagger; its "
                         f"family writes {', '.join(run.family.export_formats) or 'no export format'}")
@@ -190,6 +192,6 @@ def import_token_classifier(hf_model: str | Path, output_path: str | Path) -> Pa
     run_config = RunConfig(kind="flat", bert_model=str(folder), max_length=config.max_text_positions)
     run_folder.create(out, overwrite=False)
     run_folder.write_run(out, run_config, family_for(run_config.kind), vocab, config, tokenizer, {})
-    run_folder.save_params(out, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None,
+    save_params(out, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None,
                                          "imported_from": str(folder)})
     return out

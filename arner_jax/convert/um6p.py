@@ -16,6 +16,7 @@ import numpy as np
 
 from arner_jax.encoders.config import CheckpointError, EncoderConfig
 from arner_jax.encoders.hf_weights import hf_to_params, params_to_hf
+from arner_jax.runs.checkpoints import save_params
 from arner_jax.um6p import ReferenceVocab
 
 PREFIX = "bert."
@@ -95,11 +96,11 @@ def import_reference_checkpoint(checkpoint: str | Path, kind: str, data_paths: d
     """
     from transformers import AutoTokenizer
 
-    from arner_jax import run_folder
     from arner_jax.config import RunConfig
     from arner_jax.data.wojood import read_wojood
     from arner_jax.encoders import resolve_model_dir
     from arner_jax.families import family_for
+    from arner_jax.runs import run_folder
 
     out = Path(output_path)
     run_folder.check_output(out, overwrite=False, resume=False)
@@ -115,7 +116,7 @@ def import_reference_checkpoint(checkpoint: str | Path, kind: str, data_paths: d
     run_folder.create(out, overwrite=False)
     run_folder.write_run(out, config, family, vocab, encoder, tokenizer,
                          {s: Path(p) for s, p in data_paths.items()})
-    run_folder.save_params(out, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None,
+    save_params(out, params, {"epoch": 0, "step": 0, "select_by": "imported", "value": None,
                                          "imported_from": str(Path(checkpoint).resolve())})
     return out
 
@@ -124,7 +125,7 @@ def export_reference_checkpoint(model_path: str | Path, output_path: str | Path,
     """A `--recipe um6p` run's kept model as the reference's state dict (`.safetensors`, or `.pt` as
     `checkpoint_N.pt` holds it: {"model": state_dict}, needs torch); the pooler is written as zeros."""
     from arner_jax.errors import UserError
-    from arner_jax.run_folder import load_run
+    from arner_jax.runs.loading import load_run
     from arner_jax.um6p import ReferenceVocab
 
     out = Path(output_path)

@@ -22,7 +22,8 @@ import numpy as np
 from arner_jax import inference
 from arner_jax.encoders import EncoderConfig
 from arner_jax.parallel import PmapParallel, StepBodies
-from arner_jax.run_folder import RunFolderError, load_run
+from arner_jax.runs.loading import load_run
+from arner_jax.runs.run_folder import RunFolderError
 from arner_jax.span_marker import spans as S
 from arner_jax.span_marker.checkpoint import (
     SpanConfig,

@@ -26,11 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from arner_jax import run_folder
 from arner_jax.config import RunConfig
 from arner_jax.configs.grids import Configuration, Grid
 from arner_jax.configs.presets import SMOKE_OFFLINE
 from arner_jax.errors import UserError
+from arner_jax.runs import run_folder
+from arner_jax.runs.files import atomic_write_json
 
 FORMAT = "arner_jax-sweep/1"
 SWEEP, LOG, FAILURES = "sweep.json", "sweep.log", "failures.json"
@@ -194,7 +195,7 @@ def write_failures(root: Path, record: dict) -> list[dict]:
             if (folder / FAILURE).is_file() and not (folder / run_folder.METRICS).is_file():
                 failure = json.loads((folder / FAILURE).read_text(encoding="utf-8"))
                 failures.append({key: failure[key] for key in ("run", "type", "error", "time")})
-    run_folder.atomic_write_json(root / FAILURES, failures)
+    atomic_write_json(root / FAILURES, failures)
     return failures
 
 

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from arner_jax import run_folder
 from arner_jax.errors import ArgumentParser, exit_on_user_error
+from arner_jax.runs import run_folder
+from arner_jax.runs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from arner_jax.sweep import folder as sweep
 
 MARKDOWN, CSV, JSON = "results.md", "results.csv", "results.json"
@@ -182,7 +183,7 @@ def plot_curves(report: dict[str, Any], output: Path) -> list[str]:
         fig.suptitle(f"{report['grid']}: {title}" + (" (smoke)" if report["smoke"] else ""))
         data = io.BytesIO()
         fig.savefig(data, format="png", dpi=100)
-        run_folder.atomic_write_bytes(output / filename, data.getvalue())
+        atomic_write_bytes(output / filename, data.getvalue())
         written.append(filename)
     return written
 
@@ -195,9 +196,9 @@ def write_report(root: str | Path, output: str | Path | None = None) -> dict[str
     output.mkdir(parents=True, exist_ok=True)
     figures = plot_curves(report, output)
     rows = report["rows"]
-    run_folder.atomic_write_text(output / MARKDOWN, markdown(report, figures))
-    run_folder.atomic_write_text(output / CSV, csv_text(rows))
-    run_folder.atomic_write_json(output / JSON, {k: report[k] for k in ("grid", "description", "smoke", "notes",
+    atomic_write_text(output / MARKDOWN, markdown(report, figures))
+    atomic_write_text(output / CSV, csv_text(rows))
+    atomic_write_json(output / JSON, {k: report[k] for k in ("grid", "description", "smoke", "notes",
                                                                         "counts", "rows", "failures")})
     return {name: output / name for name in (MARKDOWN, CSV, JSON, *figures)}
 

@@ -16,10 +16,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from arner_jax import run_folder
 from arner_jax.config import RunConfig
 from arner_jax.configs.grids import GRIDS, Grid, get_grid
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, one_line
+from arner_jax.runs.files import atomic_write_json
 from arner_jax.sweep.folder import (
     DATA_FLAGS,
     FAILURE,
@@ -83,7 +83,7 @@ def _train(run: Run, folder: Path) -> tuple[dict, str]:
 def _record_failure(run: Run, folder: Path, err: Exception) -> str:
     line = one_line(str(err)) or type(err).__name__
     folder.mkdir(parents=True, exist_ok=True)
-    run_folder.atomic_write_json(folder / FAILURE, {
+    atomic_write_json(folder / FAILURE, {
         "run": run.id, "type": type(err).__name__, "error": line, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "traceback": traceback.format_exception(type(err), err, err.__traceback__)})
     return f"{type(err).__name__}: {line}"
@@ -111,7 +111,7 @@ def run_sweep(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke:
     runs = take_shard(everything, shard)
     record = grid_record(grid, everything, smoke, seeds, shard, len(runs), root)
     root.mkdir(parents=True, exist_ok=True)
-    run_folder.atomic_write_json(root / SWEEP, record)
+    atomic_write_json(root / SWEEP, record)
     if compilation_cache:
         runtime.enable_compilation_cache(compilation_cache)
     say = Progress(root, echo)

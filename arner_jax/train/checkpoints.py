@@ -6,7 +6,7 @@ Owns the trainer's two `orbax.checkpoint.CheckpointManager`s under `<run>/checkp
   best/<step>/    the kept model's parameters and its validation figures; the newest kept.
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so a run
 killed while saving leaves the previous checkpoints intact; the trainer's managers drop such
-temporary folders (readers never do: arner_jax.run_folder reads without a manager). Resuming
+temporary folders (readers never do: arner_jax.runs.checkpoints reads without a manager). Resuming
 tries the newest latest checkpoint and falls back to the one before when it cannot be read, with
 a one-line warning naming it. Saves are asynchronous (training goes on while the files are
 written, from host copies taken at the call); `close` waits. All processes call these methods
@@ -22,7 +22,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from arner_jax import run_folder
+from arner_jax.runs import run_folder
+from arner_jax.runs.checkpoints import checkpoint_args, checkpoint_manager
 
 log = logging.getLogger("arner_jax")
 KEEP_LATEST = 2
@@ -40,17 +41,17 @@ def _abstract(template: Any) -> Any:
 class RunCheckpoints:
     def __init__(self, run_dir: str | Path):
         run_dir = Path(run_dir)
-        self.latest = run_folder.checkpoint_manager(run_dir / run_folder.LATEST, KEEP_LATEST)
-        self.best = run_folder.checkpoint_manager(run_dir / run_folder.BEST, 1)
+        self.latest = checkpoint_manager(run_dir / run_folder.LATEST, KEEP_LATEST)
+        self.best = checkpoint_manager(run_dir / run_folder.BEST, 1)
 
     # ------------------------------------------------------------------ saving
     def save_latest(self, step: int, state: Any, meta: dict) -> None:
         # A resume point must never refer to a kept model that is not on disk yet.
         self.best.wait_until_finished()
-        self.latest.save(step, args=run_folder.checkpoint_args(state, meta))
+        self.latest.save(step, args=checkpoint_args(state, meta))
 
     def save_best(self, step: int, params: Any, meta: dict) -> None:
-        self.best.save(step, args=run_folder.checkpoint_args(params, meta))
+        self.best.save(step, args=checkpoint_args(params, meta))
 
     def wait(self) -> None:
         """Until every save started so far is on disk."""

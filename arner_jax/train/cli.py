@@ -16,11 +16,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from arner_jax import run_folder
 from arner_jax.config import RunConfig
 from arner_jax.configs.presets import PRESETS, get_preset
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.families import family_for
+from arner_jax.runs import run_folder
 from arner_jax.scoring.metrics import format_per_type
 
 PREEMPTED_STATUS = 143  # 128 + SIGTERM: what a job scheduler expects of a process stopped by SIGTERM

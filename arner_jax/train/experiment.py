@@ -20,8 +20,10 @@ import json
 import logging
 from pathlib import Path
 
-from arner_jax import distributed, host_memory, run_folder
+from arner_jax import distributed, host_memory
 from arner_jax.config import RunConfig
+from arner_jax.runs import run_folder
+from arner_jax.runs.checkpoints import complete_steps
 from arner_jax.train import runtime
 from arner_jax.train.loop import Trainer
 from arner_jax.train.prepare import agree_across_processes, check_inputs, prepare
@@ -50,7 +52,7 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
     else:
         config = config.with_absolute_inputs()
     # a resume with checkpoints can do without the pretrained weights; one without starts from them
-    has_checkpoints = resume and bool(run_folder.complete_steps(run_dir / run_folder.LATEST))
+    has_checkpoints = resume and bool(complete_steps(run_dir / run_folder.LATEST))
     inputs = check_inputs(config, run_dir if resume else None, encoder_required=not has_checkpoints)
     agree_across_processes(config, inputs)
     if not resume and distributed.is_primary():

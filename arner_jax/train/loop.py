@@ -22,10 +22,12 @@ import time
 import jax
 from flax.training.train_state import TrainState
 
-from arner_jax import inference, run_folder
+from arner_jax import inference
 from arner_jax.distributed import is_primary
 from arner_jax.executables import ProgramStore
 from arner_jax.parallel import StepBodies, make_parallel
+from arner_jax.runs import run_folder
+from arner_jax.runs.files import atomic_write_json, atomic_write_text
 from arner_jax.scoring.metrics import format_predictions
 from arner_jax.train.checkpoints import RunCheckpoints
 from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
@@ -280,7 +282,7 @@ class Trainer:
             res = self._evaluate(params, split)
             results[split] = res.metrics
             if is_primary():
-                run_folder.atomic_write_text(run.run_dir / run_folder.predictions_file(split),
+                atomic_write_text(run.run_dir / run_folder.predictions_file(split),
                                              format_predictions(run.corpora[split].sentences, res.tags))
             log.info("kept model (epoch %d) on %s: loss %.5f, micro P %.4f R %.4f F1 %.4f (strict F1 %.4f)",
                      best_meta["epoch"], split, res.loss, res.metrics["precision"], res.metrics["recall"],
@@ -294,5 +296,5 @@ class Trainer:
                        "devices": self.parallel.num_devices, "parallel": self.parallel.name},
         }
         if is_primary():
-            run_folder.atomic_write_json(run.run_dir / run_folder.METRICS, metrics)
+            atomic_write_json(run.run_dir / run_folder.METRICS, metrics)
         return metrics

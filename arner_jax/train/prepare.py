@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from arner_jax import distributed, run_folder
+from arner_jax import distributed
 from arner_jax.config import RunConfig
 from arner_jax.data.sample import wojood_sample_paths
 from arner_jax.data.wojood import Corpus, Sentence, read_wojood, write_wojood
@@ -32,6 +32,8 @@ from arner_jax.encoders import (
 )
 from arner_jax.errors import UserError
 from arner_jax.families import EncodedSplit, ModelFamily, family_for
+from arner_jax.runs import run_folder
+from arner_jax.runs.loading import init_params
 
 log = logging.getLogger("arner_jax")
 SPLITS = run_folder.SPLITS
@@ -159,7 +161,7 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
         family.check_corpus(config, labels, corpus)
     _warn_untrained_types(corpora)
     model = family.build(config, encoder, labels, tokenizer)
-    params = run_folder.init_params(family, model, labels, config.seed)
+    params = init_params(family, model, labels, config.seed)
     if inputs.pretrained is not None:
         params = family.with_pretrained_encoder(params, inputs.pretrained.params, encoder)
     data = _data_files(config, run_dir, inputs)

@@ -1,4 +1,4 @@
-"""The run folder: its layout, config.json, atomic writes, and loading a trained run read-only.
+"""The run folder: its layout, config.json, refusing or creating a folder, and reading a run's settings.
 
 Owns the one place that knows what a run folder (`--output_path`) holds:
   .arner_jax_run       marker: this folder was made by arner_jax (`--overwrite` deletes nothing else)
@@ -13,9 +13,9 @@ Owns the one place that knows what a run folder (`--output_path`) holds:
 
 Input paths in config.json are absolute (a resume from another directory reads the same
 files); files inside the folder are recorded relative to it (a moved folder still loads).
-Every file is written through a temporary file and a rename, so a reader never sees half of
-one. Loading is read-only: `load_run` never creates, deletes or cleans anything in the folder,
-so predicting or evaluating while the run trains cannot disturb it.
+Every file is written through arner_jax.runs.files (a temporary file and a rename, so a reader
+never sees half of one); the Orbax checkpoints are arner_jax.runs.checkpoints'; loading a trained
+run, read-only, is arner_jax.runs.loading's.
 Format versions: arner_jax-run/2 is written; arner_jax-run/1 (before model families, with the
 encoder's layers saved one by one instead of stacked for the scan) is read.
 """
@@ -24,17 +24,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from arner_jax.config import RunConfig
-from arner_jax.encoders import EncoderConfig, stack_layer_params
+from arner_jax.encoders import EncoderConfig
 from arner_jax.errors import UserError
 from arner_jax.families import ModelFamily, family_for
+from arner_jax.runs.files import atomic_write_json, remove_tree
 
 log = logging.getLogger("arner_jax")
 FORMAT = "arner_jax-run/2"
@@ -52,27 +49,6 @@ class RunFolderError(UserError):
 
 def predictions_file(split: str) -> str:
     return f"predictions_{split}.txt"
-
-
-# ---------------------------------------------------------------------- writing
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write through a temporary file in the same folder and rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write through a temporary file in the same folder and rename it over `path`."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
-def atomic_write_json(path: str | Path, payload: Any) -> None:
-    atomic_write_text(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
 
 
 def mark(run_dir: Path) -> None:
@@ -120,7 +96,7 @@ def create(run_dir: str | Path, overwrite: bool) -> Path:
     if overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
         if not is_run_folder(run_dir):  # checked before; checked again right before deleting
             raise RunFolderError(f"{run_dir}: not a run folder of arner_jax; not deleted")
-        shutil.rmtree(run_dir)
+        remove_tree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     mark(run_dir)
     return run_dir
@@ -209,131 +185,9 @@ def read_run(run_dir: str | Path) -> RunRecord:
                      family.labels_from_json(labels_json), data, fmt)
 
 
-def checkpoint_manager(folder: Path, keep: int):
-    """The Orbax manager a writer of `folder` uses (the trainer; importers writing a kept model).
-
-    cleanup_tmp_directories: a save cut short by a kill leaves a temporary folder, which the
-    writer drops when it starts; readers use no manager (see `read_checkpoint`).
-    """
-    import orbax.checkpoint as ocp
-
-    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True,
-                                           cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(folder.absolute(), options=options, item_names=("state", "meta"))
-
-
-def checkpoint_args(state: Any, meta: dict):
-    """What a writer saves at a step: the state (numpy on the host) and JSON metadata."""
-    import copy
-
-    import jax
-    import orbax.checkpoint as ocp
-
-    host = jax.tree.map(np.asarray, jax.device_get(state))
-    return ocp.args.Composite(state=ocp.args.StandardSave(host), meta=ocp.args.JsonSave(copy.deepcopy(meta)))
-
-
-def save_params(run_dir: Path, params: Any, meta: dict) -> None:
-    """Write `params` as the kept model of a run folder made without training (an imported model)."""
-    manager = checkpoint_manager(run_dir / BEST, keep=1)
-    manager.save(0, args=checkpoint_args(params, meta))
-    manager.wait_until_finished()
-    manager.close()
-
-
-def complete_steps(folder: str | Path) -> list[int]:
-    """Steps of the complete Orbax checkpoints in `folder`, oldest first (temporary folders ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir()
-                  if p.name.isdigit() and (p / "state").is_dir() and (p / "_CHECKPOINT_METADATA").is_file())
-
-
-def read_checkpoint(step_dir: Path, template: Any) -> tuple[Any, dict]:
-    """One checkpoint's state (shaped like `template`, as numpy) and its JSON metadata; read-only."""
-    import jax
-    import orbax.checkpoint as ocp
-
-    meta = json.loads((step_dir / "meta" / "metadata").read_text(encoding="utf-8"))
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(step_dir.absolute() / "state", template)
-    return jax.tree.map(np.asarray, jax.device_get(state)), meta
-
-
-@dataclasses.dataclass
-class LoadedRun:
-    """A trained run's kept model, ready for inference (no training data)."""
-
-    record: RunRecord
-    tokenizer: Any
-    encoder: EncoderConfig
-    model: Any  # the family's Flax module
-    params: dict  # float32 numpy
-    max_length: int
-
-    @property
-    def config(self) -> RunConfig:
-        return self.record.config
-
-    @property
-    def family(self) -> ModelFamily:
-        return self.record.family
-
-    @property
-    def labels(self) -> Any:
-        return self.record.labels
-
-
 def load_tokenizer(run_dir: Path, family: ModelFamily):
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir / TOKENIZER))
     family.prepare_tokenizer(tokenizer)
     return tokenizer
-
-
-def init_params(family: ModelFamily, model: Any, labels: Any, seed: int) -> dict:
-    """The model's parameters initialised from `seed` (random encoder, random heads)."""
-    import jax
-
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), 0)
-    return jax.jit(model.init)(key, **family.example_batch(labels))["params"]
-
-
-def read_kept_params(record: RunRecord, template: Any, attempts: int = 5) -> dict:
-    """The newest kept model's parameters.
-
-    A run that is training saves each new best model and then deletes the previous one, so a reader
-    may see its checkpoint vanish midway. When a read fails and the kept models changed meanwhile,
-    the newest is read instead; a read that fails on an unchanged folder is a real fault and raised.
-    """
-    best = record.run_dir / BEST
-    for attempt in range(attempts):
-        steps = complete_steps(best)
-        if not steps:
-            raise RunFolderError(f"{record.run_dir}: no kept model in {BEST} yet; wait for the first validation of "
-                                 "the run, or train it")
-        step_dir = best / str(steps[-1])
-        try:
-            if record.format == READABLE_FORMATS[0]:  # format 1 saved the encoder's layers one by one
-                return stack_layer_params(read_checkpoint(step_dir, None)[0])
-            return read_checkpoint(step_dir, template)[0]
-        except Exception:
-            if attempt + 1 == attempts or complete_steps(best) == steps:
-                raise
-    raise AssertionError("unreachable")
-
-
-def load_run(run_dir: str | Path, dtype: str | None = None) -> LoadedRun:
-    """The kept (best) model of a run folder with its tokenizer and labels; reads only."""
-    import jax
-
-    record = read_run(run_dir)
-    config = record.config if dtype is None else record.config.replace(dtype=dtype)
-    tokenizer = load_tokenizer(record.run_dir, record.family)
-    model = record.family.build(config, record.encoder, record.labels, tokenizer)
-    template = jax.eval_shape(lambda: init_params(record.family, model, record.labels, 0))
-    params = read_kept_params(record, template)
-    record.config = config
-    return LoadedRun(record, tokenizer, record.encoder, model, params, record.family.max_length(config, record.encoder))
