@@ -10,7 +10,6 @@ predictions.txt and metrics.json into a folder of its own.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,7 +79,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from arner_jax.host_memory import reexec_with_huge_pages
+    from arner_jax.system.entrypoint import start
 
-    reexec_with_huge_pages()  # (see arner_jax.host_memory; the imports above are done again, ~1 s)
-    sys.exit(main())
+    start("arner_jax.evaluate:main")

@@ -199,4 +199,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from arner_jax.system.entrypoint import start
+
+    start("arner_jax.launch:main", xla=False)

@@ -311,4 +311,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from arner_jax.system.entrypoint import start
+
+    start("arner_jax.parity:main")

@@ -148,7 +148,6 @@ def _positive(text: str) -> int:
 
 
 if __name__ == "__main__":
-    from arner_jax.host_memory import reexec_with_huge_pages
+    from arner_jax.system.entrypoint import start
 
-    reexec_with_huge_pages()  # (see arner_jax.host_memory; the imports above are done again, ~1 s)
-    sys.exit(main())
+    start("arner_jax.predict:main")

@@ -3,6 +3,6 @@
 if __name__ == "__main__":
     import sys
 
-    from arner_jax.sweep.report import main
+    from arner_jax.system.entrypoint import start
 
-    main(sys.argv[1:], prog="python -m arner_jax.report")
+    start("arner_jax.sweep.report:main", sys.argv[1:], prog="python -m arner_jax.report", xla=False)

@@ -69,4 +69,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from arner_jax.system.entrypoint import start
+
+    start("arner_jax.score:main", xla=False)

@@ -3,9 +3,6 @@
 `python -m experiments.um6p_nested --help` lists the flags.
 """
 if __name__ == "__main__":
-    from arner_jax.host_memory import reexec_with_huge_pages
+    from arner_jax.system.entrypoint import start
 
-    reexec_with_huge_pages()  # first, before JAX is imported (see arner_jax.host_memory)
-    from arner_jax.train.cli import main
-
-    main(preset="um6p_nested")
+    start("arner_jax.train.cli:main", preset="um6p_nested")

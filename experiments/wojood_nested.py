@@ -4,9 +4,6 @@ The settings are the preset `wojood_nested` in arner_jax/configs/presets.py (its
 `python -m experiments.wojood_nested --help` lists the flags.
 """
 if __name__ == "__main__":
-    from arner_jax.host_memory import reexec_with_huge_pages
+    from arner_jax.system.entrypoint import start
 
-    reexec_with_huge_pages()  # first, before JAX is imported (see arner_jax.host_memory)
-    from arner_jax.train.cli import main
-
-    main(preset="wojood_nested")
+    start("arner_jax.train.cli:main", preset="wojood_nested")

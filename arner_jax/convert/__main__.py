@@ -14,7 +14,6 @@ refused.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
@@ -169,4 +168,6 @@ def _to_um6p(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from arner_jax.system.entrypoint import start
+
+    start("arner_jax.convert.__main__:main")

@@ -14,7 +14,6 @@ def main(argv: list[str]) -> object:
 
 
 if __name__ == "__main__":
-    from arner_jax.host_memory import reexec_with_huge_pages
+    from arner_jax.system.entrypoint import start
 
-    reexec_with_huge_pages()  # first, before JAX is imported (see arner_jax.host_memory)
-    main(sys.argv[1:])
+    start("arner_jax.sweep.__main__:main", sys.argv[1:])

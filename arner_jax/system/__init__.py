@@ -1,0 +1,1 @@
+"""The process around the code: how a command starts (`entrypoint`)."""
