@@ -293,7 +293,7 @@ ISA_LIMITS = {  # what each framework is told to use, to measure an AVX2-only ma
     "avx2": {"XLA_FLAGS": "--xla_cpu_max_isa=AVX2", "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
 }
 RESULTS = Path(__file__).resolve().parent / "results"
-README = Path(__file__).resolve().parents[1] / "README.md"
+SPEED_TABLES = Path(__file__).resolve().parents[1] / "docs" / "results.md"  # the page that holds the speed tables
 TABLE_START = "<!-- speed-table: made by `python -m benchmarks.run --all`; do not edit -->"
 TABLE_END = "<!-- /speed-table -->"
 
@@ -309,7 +309,7 @@ def main(argv=None):
     p.add_argument("--isa", choices=["native", *ISA_LIMITS], default="native",
                    help="limit both frameworks to an instruction set (avx2: measure an AVX2-only CPU)")
     p.add_argument("--all", action="store_true", help="every figure (torch.compile included); write "
-                   "benchmarks/results/cpu_<size>[_<isa>].json and regenerate the README's speed table")
+                   "benchmarks/results/cpu_<size>[_<isa>].json and regenerate the speed table of docs/results.md")
     p.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = p.parse_args(argv)
     limits = ISA_LIMITS.get(args.isa, {})
@@ -342,18 +342,18 @@ def main(argv=None):
 
 
 def write_readme_table() -> None:
-    """Replace the README's speed table with the figures of every benchmarks/results/cpu_*.json."""
+    """Replace the speed table of docs/results.md with the figures of every benchmarks/results/cpu_*.json."""
     reports = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("cpu_*.json"))]
     parts = []
     for r in reports:
         if "machine" in r and "isa" in r["machine"]:
             limit = "" if r.get("isa_limit", "native") == "native" else f", limited to {r['isa_limit'].upper()}"
             parts.append(f"{r['size']} size{limit}: {describe(r['machine'])}\n\n{table(r)}\n")
-    text = README.read_text(encoding="utf-8")
+    text = SPEED_TABLES.read_text(encoding="utf-8")
     if TABLE_START in text and TABLE_END in text:
         head, rest = text.split(TABLE_START, 1)
         text = head + TABLE_START + "\n" + "\n".join(parts) + rest[rest.index(TABLE_END):]
-        README.write_text(text, encoding="utf-8")
+        SPEED_TABLES.write_text(text, encoding="utf-8")
 
 
 def spread(stat: dict) -> str:
@@ -362,7 +362,7 @@ def spread(stat: dict) -> str:
 
 
 def table(r: dict) -> str:
-    """The README rows of one report: figures from medians, and each side's time with its range."""
+    """The speed-table rows of one report: figures from medians, and each side's time with its range."""
     rows = [f"| figure ({r['size']}) | ours | PyTorch | ratio | time per repetition, median (min-max): ours; PyTorch |",
             "| --- | --- | --- | --- | --- |"]
     if "train_step" in r:
