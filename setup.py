@@ -24,11 +24,16 @@ CORE = [
 TORCH = ["torch>=2.1"]
 # The notebooks' plots and tables (Colab has these already).
 NOTEBOOK = ["matplotlib>=3.7", "pandas>=1.5", "ipython>=8"]
+# A local GCS server for the gs:// tests (tests/gcs_server.py builds on the emulator's internals:
+# exact versions, as verified) and the clients it serves: gcsfs (etils.epath's gs:// without
+# TensorFlow), google-cloud-storage (tensorboardX's gs://); Orbax goes through tensorstore.
+GCS_TEST = ["gcp-storage-emulator==2026.7.19", "gcsfs==2026.10.1", "google-cloud-storage==3.17.2"]
 EXTRAS = {
     "torch": TORCH,
     "notebook": NOTEBOOK,
-    # The tests execute the notebooks (nbclient, a Python kernel).
-    "test": TORCH + NOTEBOOK + ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "ruff>=0.6"],
+    # The tests execute the notebooks (nbclient, a Python kernel) and serve gs:// locally (GCS_TEST).
+    "test": TORCH + NOTEBOOK + ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "ruff>=0.6"]
+    + GCS_TEST,
     # TPU VM / Colab TPU: the TPU build of JAX.
     "tpu": ["jax[tpu]"],
     # NVIDIA GPU hosts (CUDA 12 wheels; use jax[cuda13] on CUDA 13 drivers).

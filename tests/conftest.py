@@ -138,3 +138,36 @@ def span_run(tmp_path_factory, tiny_bert, compilation_cache):
                         "--max_length", "62", "--marker_max_length", "32", "--max_epochs", "4", "--batch_size", "8",
                         "--lr", "4e-3", cache=compilation_cache)
     return out, metrics, corpus
+
+
+# ----------------------------------------------------------------------------- a local GCS server
+# tests/gcs_server.py: one server per session (gcsfs and tensorstore read some settings once per
+# process), a fresh gs:// prefix per test. gcsfs, fsspec and google-auth read IMPORT_TIME_ENV when
+# imported, so it is set here, before any test module imports them.
+def _gcs_server_module():
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("gcp_storage_emulator") is None:  # not installed: the gs:// tests skip
+        return None
+    return importlib.import_module("tests.gcs_server")
+
+
+_GCS = _gcs_server_module()
+if _GCS is not None:
+    os.environ.update(_GCS.IMPORT_TIME_ENV)
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """The session's local GCS server (bucket gcs_server.bucket); its variables are in os.environ."""
+    if _GCS is None:
+        pytest.skip("gcp-storage-emulator is not installed: pip install -e '.[test]'")
+    with _GCS.serve() as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_prefix(gcs_server, request):
+    """A fresh, empty gs://<bucket>/<test name>-<random> on the session's server."""
+    return gcs_server.new_prefix(request.node.name)
