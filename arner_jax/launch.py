@@ -3,7 +3,7 @@
     python -m arner_jax.launch --num_processes N [--devices_per_process K] [--port P]
         [--grace_period S] -- <command ...>
 
-Owns: starting the N processes with the variables `arner_jax.distributed.initialize` reads
+Owns: starting the N processes with the variables `arner_jax.system.distributed.initialize` reads
 (JAX_COORDINATOR_ADDRESS=127.0.0.1:<port>, JAX_NUM_PROCESSES=N, JAX_PROCESS_ID=i), optionally K
 fake CPU devices each; prefixing every output line of process i with "[i] " (its stdout and
 stderr merged); and stopping them together. When a process fails, the others are terminated

@@ -164,7 +164,7 @@ class DataParallel:
         return -(-rows // self.num_devices) * self.num_devices
 
     def use_program_store(self, store) -> None:
-        """Run the train and eval steps as compiled programs from `store` (arner_jax.executables), which loads
+        """Run the train and eval steps as compiled programs from `store` (arner_jax.system.executables), which loads
         them from disk when a run with the same fingerprint compiled them before; single-process runs only."""
         self.programs = store if self.num_processes == 1 else None
 

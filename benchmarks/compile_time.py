@@ -18,7 +18,7 @@ import time
 import jax
 
 from arner_jax.encoders import EncoderConfig
-from arner_jax.host_memory import reexec_with_huge_pages
+from arner_jax.system.host_memory import reexec_with_huge_pages
 from benchmarks.steps import tagger_train_step
 
 SIZES = {"small": (128, 2, 2), "base": (768, 12, 12)}  # hidden, layers, heads (FFN 4 x hidden), as benchmarks.run
@@ -57,5 +57,5 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.host_memory)
+    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.system.host_memory)
     main()

@@ -47,7 +47,7 @@ def versions(*packages: str) -> dict:
 
 def machine(*packages: str) -> dict:
     """The CPU, the JAX devices when JAX is imported, and the versions of `packages`."""
-    from arner_jax import host_memory
+    from arner_jax.system import host_memory
 
     record = {**cpu(), "platform": platform.platform(), "versions": versions(*packages),
               "host_malloc": host_memory.describe()}

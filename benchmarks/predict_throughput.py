@@ -12,8 +12,8 @@ import time
 import jax
 
 from arner_jax.data.wojood import read_wojood
-from arner_jax.host_memory import reexec_with_huge_pages
 from arner_jax.predict import NERTagger
+from arner_jax.system.host_memory import reexec_with_huge_pages
 
 
 def timed(fn, repeats: int = 1) -> float:
@@ -42,5 +42,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.host_memory)
+    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.system.host_memory)
     main()

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from flax.training.train_state import TrainState
 
-from arner_jax import inference, run_folder
+from arner_jax import inference
 from arner_jax.config import RunConfig
 from arner_jax.data.batching import (
     bucket_lengths,
@@ -42,8 +42,10 @@ from arner_jax.data.batching import (
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
 from arner_jax.families import family_for
-from arner_jax.host_memory import reexec_with_huge_pages
 from arner_jax.parallel import PmapParallel, ShardMapParallel, StepBodies
+from arner_jax.runs import run_folder
+from arner_jax.runs.loading import LoadedRun, init_params
+from arner_jax.system.host_memory import reexec_with_huge_pages
 from arner_jax.train.optim import OptimConfig, make_optimizer
 from arner_jax.train.runtime import CompileCounter
 from benchmarks import torch_reference as ref
@@ -87,7 +89,7 @@ class Setup:
         self.enc = small_bert_config(len(self.tok), hidden, layers, heads)
         self.T = self.vocab.num_types
         self.model = self.family.build(self.config, self.enc, self.vocab, self.tok)
-        self.params = jax.device_get(run_folder.init_params(self.family, self.model, self.vocab, 0))
+        self.params = jax.device_get(init_params(self.family, self.model, self.vocab, 0))
         self.bodies = StepBodies(self.family.objective(self.config, self.vocab, self.model))
         from transformers import BertConfig
 
@@ -203,7 +205,7 @@ def bench_inference(s: Setup, repeats: int) -> dict:
     from arner_jax.predict import NERTagger
 
     record = run_folder.RunRecord(Path("."), s.config, s.family, s.enc, s.vocab, {}, run_folder.FORMAT)
-    tagger = NERTagger(run_folder.LoadedRun(record, s.tok, s.enc, s.model, s.params, 512), batch_size=32)
+    tagger = NERTagger(LoadedRun(record, s.tok, s.enc, s.model, s.params, 512), batch_size=32)
 
     def run_ours():
         inference.run(tagger.parallel, tagger.params, s.test_split, 32, 512)
@@ -399,5 +401,5 @@ def table(r: dict) -> str:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.host_memory)
+    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.system.host_memory)
     main()

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from io import BytesIO
 from pathlib import Path
 
-from arner_jax.host_memory import reexec_with_huge_pages
+from arner_jax.system.host_memory import reexec_with_huge_pages
 from benchmarks.machine import describe, machine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,5 +113,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.host_memory)
+    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.system.host_memory)
     main()

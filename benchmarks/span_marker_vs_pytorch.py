@@ -38,8 +38,8 @@ from arner_jax.data.entities import entity_word_tags
 from arner_jax.data.sample import wojood_sample_paths
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import train_wordpiece_tokenizer
-from arner_jax.host_memory import reexec_with_huge_pages
 from arner_jax.scoring.metrics import score_tags
+from arner_jax.system.host_memory import reexec_with_huge_pages
 from benchmarks.machine import describe, machine
 from benchmarks.span_epoch import REPO, train
 
@@ -143,5 +143,5 @@ def main(argv: list[str] | None = None) -> dict | None:
 
 
 if __name__ == "__main__":
-    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.host_memory)
+    reexec_with_huge_pages()  # every side under one allocator setting (see arner_jax.system.host_memory)
     main()

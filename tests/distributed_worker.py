@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from arner_jax import distributed
+from arner_jax.system import distributed
 
 # Before any JAX computation (importing JAX is fine: it creates no backend).
 assert distributed.initialize(), "the launcher's variables did not start multi-process JAX"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from arner_jax import distributed
+from arner_jax.system import distributed
 
 distributed.initialize()  # from the launcher's variables; nothing to start in a single process
 

@@ -1,4 +1,4 @@
-"""arner_jax.host_memory: entry points restart with glibc's huge-page malloc where it helps."""
+"""arner_jax.system.host_memory: entry points restart with glibc's huge-page malloc where it helps."""
 from __future__ import annotations
 
 import subprocess
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from arner_jax import host_memory
+from arner_jax.system import host_memory
 
 REPO = Path(__file__).resolve().parents[1]
 GLIBC = (2, 36)
@@ -52,7 +52,7 @@ needs_madvise_thp = pytest.mark.skipif(not _supported(), reason="needs Linux, gl
 
 @needs_madvise_thp
 def test_a_process_restarts_itself_once_with_the_same_arguments():
-    code = ("import os, sys; print('start', flush=True); from arner_jax import host_memory; "
+    code = ("import os, sys; print('start', flush=True); from arner_jax.system import host_memory; "
             "host_memory.reexec_with_huge_pages(); print(sys.argv[1:], os.environ['GLIBC_TUNABLES'])")
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("GLIBC_TUNABLES", "ARNER_HUGE_PAGES")}
     out = subprocess.run([sys.executable, "-c", code, "a", "--b"], cwd=REPO, env=env, capture_output=True,

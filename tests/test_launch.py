@@ -1,4 +1,4 @@
-"""Multi-process JAX on one machine: `python -m arner_jax.launch` and `arner_jax.distributed`.
+"""Multi-process JAX on one machine: `python -m arner_jax.launch` and `arner_jax.system.distributed`.
 
 The launcher runs real processes: JAX ones that reduce across processes over CPU collectives,
 and plain ones that fail or sleep, to check that a failure or a signal leaves nothing running.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from arner_jax import distributed
+from arner_jax.system import distributed
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.multiprocess

@@ -2,7 +2,7 @@
 
 Owns the start-up that each command shares, so that none wires its own:
   1. for a command that runs XLA programs, the restart with glibc's huge-page malloc
-     (arner_jax.host_memory: before JAX is imported, or with the imports done again, ~1 s);
+     (arner_jax.system.host_memory: before JAX is imported, or with the imports done again, ~1 s);
   2. importing the command's `main` and calling it, a user error (arner_jax.errors.UserError)
      printed as one `error: ...` line with exit status 2, no traceback;
   3. its exit status: the int `main` returns, else 0.
@@ -29,7 +29,7 @@ def start(target: str, *args: Any, xla: bool = True, **kwargs: Any) -> NoReturn:
     processes): they skip the restart.
     """
     if xla:
-        from arner_jax.host_memory import reexec_with_huge_pages
+        from arner_jax.system.host_memory import reexec_with_huge_pages
 
         reexec_with_huge_pages()
     module, _, name = target.partition(":")

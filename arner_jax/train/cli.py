@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
             raise UserError("--resume needs the --output_path of the run to continue")
         if args.resume and given:
             print(f"--resume uses the run's saved settings; not read again: --{' --'.join(given)}", file=sys.stderr)
-        from arner_jax import distributed
+        from arner_jax.system import distributed
         from arner_jax.train import runtime
 
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id, args.distributed)

@@ -20,10 +20,10 @@ import json
 import logging
 from pathlib import Path
 
-from arner_jax import distributed, host_memory
 from arner_jax.config import RunConfig
 from arner_jax.runs import run_folder
 from arner_jax.runs.checkpoints import complete_steps
+from arner_jax.system import distributed, host_memory
 from arner_jax.train import runtime
 from arner_jax.train.loop import Trainer
 from arner_jax.train.prepare import agree_across_processes, check_inputs, prepare

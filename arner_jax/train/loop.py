@@ -23,12 +23,12 @@ import jax
 from flax.training.train_state import TrainState
 
 from arner_jax import inference
-from arner_jax.distributed import is_primary
-from arner_jax.executables import ProgramStore
 from arner_jax.parallel import StepBodies, make_parallel
 from arner_jax.runs import run_folder
 from arner_jax.runs.files import atomic_write_json, atomic_write_text
 from arner_jax.scoring.metrics import format_predictions
+from arner_jax.system.distributed import is_primary
+from arner_jax.system.executables import ProgramStore
 from arner_jax.train.checkpoints import RunCheckpoints
 from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
 from arner_jax.train.prepare import PreparedRun
@@ -83,7 +83,7 @@ _NOT_IN_PROGRAMS = ("train_path", "val_path", "test_path", "seed", "patience", "
 
 
 def program_context(run: PreparedRun, total_updates: int) -> dict:
-    """What shapes a run's train and eval programs beyond their arguments' shapes (arner_jax.executables):
+    """What shapes a run's train and eval programs beyond their arguments' shapes (arner_jax.system.executables):
     its family, settings, label space, encoder, tokenizer and data, and the length of its schedule."""
     data = hashlib.sha256()
     for split in sorted(run.corpora):

@@ -18,11 +18,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from arner_jax import distributed
 from arner_jax.config import RunConfig
 from arner_jax.data.sample import wojood_sample_paths
 from arner_jax.data.wojood import Corpus, Sentence, read_wojood, write_wojood
-from arner_jax.distributed import barrier, is_primary
 from arner_jax.encoders import (
     CheckpointError,
     EncoderConfig,
@@ -34,6 +32,8 @@ from arner_jax.errors import UserError
 from arner_jax.families import EncodedSplit, ModelFamily, family_for
 from arner_jax.runs import run_folder
 from arner_jax.runs.loading import init_params
+from arner_jax.system import distributed
+from arner_jax.system.distributed import barrier, is_primary
 
 log = logging.getLogger("arner_jax")
 SPLITS = run_folder.SPLITS

@@ -1,10 +1,10 @@
 """The process around a run: compilation cache, logs, compilation counts, preemption.
 
 Owns: the JAX persistent compilation cache (on by default, in the user cache folder) and with it
-the folder of runs' compiled programs (arner_jax.executables); the logger
+the folder of runs' compiled programs (arner_jax.system.executables); the logger
 writing `train.log` (primary process only); counting XLA compilations; and noticing SIGTERM
 (preemption) so that the loop can save and stop at a step boundary. Starting several processes,
-barriers and "am I process 0" are arner_jax.distributed's.
+barriers and "am I process 0" are arner_jax.system.distributed's.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import jax
 
-from arner_jax.distributed import is_primary
+from arner_jax.system.distributed import is_primary
 
 log = logging.getLogger("arner_jax")
 
@@ -33,7 +33,7 @@ _program_store: Path | None = None
 
 def enable_compilation_cache(folder: str | Path | None) -> Path | None:
     """Use the persistent compilation cache in `folder`, and keep runs' compiled programs there
-    (arner_jax.executables) so that a repeated run starts warm. None or "": no program store for the
+    (arner_jax.system.executables) so that a repeated run starts warm. None or "": no program store for the
     runs that follow (JAX's own cache, once on, stays on in this process: it only saves time)."""
     global _program_store
     if not folder:
@@ -45,7 +45,7 @@ def enable_compilation_cache(folder: str | Path | None) -> Path | None:
     # Cache every program, small ones included, so that a second run compiles nothing.
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    from arner_jax.executables import store_folder
+    from arner_jax.system.executables import store_folder
 
     _program_store = store_folder(folder)
     return folder

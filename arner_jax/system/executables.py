@@ -67,18 +67,21 @@ def _stable(value: Any) -> str:
 
 
 _SOURCE_DIGEST: str | None = None
+PACKAGE = Path(__file__).resolve().parents[1]  # arner_jax/
 
 
-def source_digest() -> str:
-    """Digest of every Python source file of arner_jax (paths and contents)."""
+def source_digest(root: Path | None = None) -> str:
+    """Digest of every Python source file of arner_jax (paths and contents); `root`: another copy of it."""
     global _SOURCE_DIGEST
-    if _SOURCE_DIGEST is None:
-        root = Path(__file__).resolve().parent
-        h = hashlib.sha256()
-        for path in sorted(root.rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    if root is None and _SOURCE_DIGEST is not None:
+        return _SOURCE_DIGEST
+    folder = PACKAGE if root is None else Path(root)
+    h = hashlib.sha256()
+    for path in sorted(folder.rglob("*.py")):
+        h.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    if root is None:
         _SOURCE_DIGEST = h.hexdigest()
-    return _SOURCE_DIGEST
+    return h.hexdigest()
 
 
 def _cpu() -> dict:
