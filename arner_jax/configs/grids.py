@@ -175,7 +175,7 @@ def recipe_comparison() -> list[Configuration]:
         python -m arner_jax.sweep --preset recipe_comparison --output_path sweeps/recipes --seeds 3
         python -m arner_jax.sweep report sweeps/recipes
 
-    The README's recipe table is this grid's report (3 seeds).
+    The recipe table in docs/results.md is this grid's report (3 seeds).
     """
     objectives = {"ul-var-loss": dict(loss="unified", var_penalty=5.0, select_by="loss"),
                   "ce-f1": dict(loss="ce", var_penalty=0.0, select_by="f1")}

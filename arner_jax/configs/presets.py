@@ -60,7 +60,8 @@ def wojood_nested():
     """Wojood nested NER: one classifier per entity type (SPEC 1A), with our recipe (first subwords
     trained, padding masked in attention, windows for long sentences), cross-entropy without the
     variance penalty, and the kept model the one with the best validation F1. These three follow the
-    README's recipe table (sweep preset `recipe_comparison`, 3 seeds on the shipped sample from scratch):
+    recipe table in docs/results.md (sweep preset `recipe_comparison`, 3 seeds on the shipped sample
+    from scratch):
     test micro-F1 0.538 +- 0.003 against 0.450 +- 0.007 with the shared-task system's objective (unified
     loss + 5 x the variance penalty, kept by validation loss), which is `--loss unified --var_penalty 5
     --select_by loss`; the system exactly, recipe included, is the preset um6p_nested.
@@ -111,7 +112,7 @@ def um6p_nested():
             --train_path train.txt --val_path val.txt --test_path test.txt --output_path runs/um6p_nested
         python -m experiments.um6p_nested --output_path runs/um6p_nested_sample
         # the Wojood sample shipped with arner_jax, small encoder from scratch (lr 5e-4), 2 CPU cores: see
-        # the README's recipe table (sweep preset recipe_comparison) for its test micro-F1 over 3 seeds
+        # the recipe table in docs/results.md (sweep preset recipe_comparison): its test micro-F1, 3 seeds
     """
 
 

@@ -2,9 +2,10 @@
 
 Owns: a seeded, deterministic generator of sentences from templates whose slots are filled with
 entities that nest the way Wojood's do (an occupation holding an organisation holding a place;
-dates holding ordinals; money holding a number and a currency; events holding dates). It is the
-default data of the experiments when no paths are given, so that everything runs without the
-Wojood corpus or a network. It is synthetic: its scores say nothing about real Arabic NER.
+dates holding ordinals; money holding a number and a currency; events holding dates). Runs take it
+with `--synthetic` (tests, smoke variants, notebooks' smoke mode): everything then runs without any
+corpus or network (the experiments' default data is the shipped Wojood sample). It is synthetic: its
+scores say nothing about real Arabic NER.
 """
 from __future__ import annotations
 
