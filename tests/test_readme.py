@@ -316,7 +316,7 @@ def test_named_files_exist(path):
     assert not missing, f"{path.name} names files that are not there: {missing}"
 
 
-@pytest.mark.parametrize("path", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("path", PAGES + NOTEBOOKS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_module_references_resolve(path):
     text = text_of(path)
     _, inline = blocks(text)
