@@ -21,7 +21,7 @@ from arner_jax.errors import UserError
 SCRATCH_LR = 5e-4
 LOSSES = ("unified", "ce", "focal", "dice", "tversky")
 # The encoder's choices (arner_jax.encoders.model: ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES), written
-# here too so that this module imports no JAX; tests/test_config.py checks they agree.
+# here too so that this module imports no JAX; tests/unit/test_config.py checks they agree.
 ATTENTION = ("auto", "einsum", "xla", "cudnn")
 REMAT = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
 

@@ -12,7 +12,7 @@ with `register_family`.
 
 Adding a family: subclass `ModelFamily` and `EncodedSplit`, give the model an `Objective`, and
 `register_family(MyFamily())`; the trainer, `NERTagger`, `evaluate` and the CLI then handle its
-kinds (tests/test_families.py trains and predicts with a toy family defined inside the test).
+kinds (tests/integration/test_families.py trains and predicts with a toy family defined inside the test).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Run by tests/test_launch.py through `python -m arner_jax.launch`: one process of a multi-process job.
+"""Run by tests/integration/test_launch.py through `python -m arner_jax.launch`: one process of a multi-process job.
 
 Starts multi-process JAX from the launcher's variables, then reduces across processes and prints
 one line `RESULT {json}`: the process index and count, device counts, a psum over every device of

@@ -1,4 +1,4 @@
-"""Run by tests/test_multiprocess.py: the same three train steps of a tiny tagger, as 2 processes x 1 device
+"""Run by tests/integration/test_multiprocess.py: the same three train steps of a tiny tagger, as 2 processes x 1 device
 (through `python -m arner_jax.launch`) or as 1 process x 2 devices, with pmap and with shard_map.
 
 Process 0 writes, per wrapper, the losses, the first step's gradient (SGD with lr 1: the update is the

@@ -1,4 +1,4 @@
-"""Run by tests/test_parallel.py in a fresh process with 4 fake CPU devices (XLA_FLAGS set there).
+"""Run by tests/integration/test_parallel.py in a fresh process with 4 fake CPU devices (XLA_FLAGS set there).
 
 Trains a tiny nested tagger for a few steps with the same global batches on 1, 2 and 4 devices
 under both data-parallel wrappers, with and without gradient accumulation, and a tiny span model

@@ -76,7 +76,7 @@ def test_bfloat16_shard_map_accumulation_and_f1_selection(tiny_bert, tmp_path):
     assert metrics["steps"] == 2 * 31  # 240 sentences in updates of 4 x 2 rows: 31 per epoch (buckets)
 
 
-@pytest.mark.slow  # the default set runs `python -m experiments.wojood_nested --help` (tests/test_host_memory.py)
+@pytest.mark.slow  # the default set runs `python -m experiments.wojood_nested --help` (test_host_memory.py)
 @pytest.mark.parametrize("module", ["experiments.wojood_nested", "arner_jax.train"])
 def test_training_entry_points_in_a_process(module, tmp_path):
     """`python -m experiments.NAME` (from the checkout) and `python -m arner_jax.train --preset` run a smoke run."""

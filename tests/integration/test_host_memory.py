@@ -9,7 +9,7 @@ import pytest
 
 from arner_jax.system import host_memory
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GLIBC = (2, 36)
 
 

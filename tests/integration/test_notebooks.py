@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 EXPECTED = {"train_wojood_nested_tpu.ipynb", "span_marker_wikiann_tpu.ipynb", "evaluate_and_convert.ipynb",
             "sweep_report.ipynb"}

@@ -1,0 +1,1 @@
+"""Integration tests: training runs, processes, notebooks, benchmarks, command lines end to end."""

@@ -1,0 +1,1 @@
+"""Unit tests: no training run, no process started; seconds each."""
