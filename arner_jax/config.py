@@ -78,7 +78,8 @@ class RunConfig:
     recipe: str = _field("arner", "nested/mtn: arner (first subwords trained, padding masked in attention, "
                          "windows for long sentences) or um6p (the UM6P & UL reference exactly: every position "
                          "trained, padding as <pad>, no attention mask, <pad>/tags/O heads, sentences cut at 510 "
-                         "subwords, its batching, validation loss and decoding; arner_jax/um6p.py)", ("arner", "um6p"))
+                         "subwords, its batching, validation loss and decoding; arner_jax/models/tagger/um6p.py)",
+                         ("arner", "um6p"))
     loss: str = _field("unified", "training loss of each head (unified: 0.2 Dice + 0.2 Tversky + 0.2 focal + "
                        "0.4 (CE + 5 IRM))", LOSSES)
     var_penalty: float = _field(5.0, "weight of the variance of the per-type losses (0: off)")
@@ -110,7 +111,7 @@ class RunConfig:
     log_every: int = _field(20, "log the training loss every N steps")
 
     def __post_init__(self):
-        from arner_jax.families import kinds
+        from arner_jax.models.base import kinds
 
         self.synthetic_sizes = tuple(int(n) for n in self.synthetic_sizes)
         for f in dataclasses.fields(self):

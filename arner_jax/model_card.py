@@ -261,7 +261,7 @@ def usage(export_format: str, folder: Path, example: str) -> list[str]:
     """Code that loads this folder and predicts."""
     path, text = json.dumps(str(folder), ensure_ascii=False), json.dumps(example, ensure_ascii=False)
     if export_format == SPAN_MARKER:
-        return ["With arner_jax (JAX):", "", "```python", "from arner_jax.span_marker import SpanMarkerModel", "",
+        return ["With arner_jax (JAX):", "", "```python", "from arner_jax import SpanMarkerModel", "",
                 f"model = SpanMarkerModel.from_pretrained({path})", f"entities = model.predict({text})", "```", "",
                 "With the PyTorch `span_marker` package (it reads the encoder's config and tokenizer where "
                 "config.json's `encoder._name_or_path` says):", "", "```python",

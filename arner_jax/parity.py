@@ -4,7 +4,7 @@ DIR has the layout of `../shared/fixtures/um6p_trajectories/*` (its README; writ
 `shared/tools/um6p_trajectory.py` from the UM6P & UL reference's own trainers): meta.json,
 trajectory.json, batches.npz, init/final.safetensors, encoder/, data/, predictions_test.txt.
 
-What it does, with our code only (`--recipe um6p`: arner_jax.um6p, the tagger family, the data-parallel
+What it does, with our code only (`--recipe um6p`: arner_jax.models.tagger.um6p, the tagger family, the data-parallel
 train and eval steps, the optimizer):
   1. rebuilds every recorded row from data/train.txt and encoder/'s tokenizer with our data pipeline
      and checks it equals the recorded one (rows matched sentence by sentence);
@@ -146,15 +146,15 @@ def compare_um6p(folder: str | Path, parallel: str = "pmap", devices: int = 1, s
     from flax.training.train_state import TrainState
     from transformers import AutoTokenizer
 
-    from arner_jax import inference
     from arner_jax.config import RunConfig
     from arner_jax.convert.um6p import params_to_reference, read_reference_state, reference_to_params
     from arner_jax.data.wojood import read_wojood
     from arner_jax.encoders import EncoderConfig
-    from arner_jax.families import family_for
-    from arner_jax.parallel import StepBodies, make_parallel
+    from arner_jax.models import inference
+    from arner_jax.models.base import family_for
+    from arner_jax.models.parallel import StepBodies, make_parallel
+    from arner_jax.models.tagger.um6p import ReferenceVocab, padded_length
     from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
-    from arner_jax.um6p import ReferenceVocab, padded_length
 
     folder = Path(folder)
     missing = [f for f in FILES if not (folder / f).exists()]

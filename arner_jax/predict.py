@@ -3,7 +3,7 @@
 Owns: the user-facing prediction API of any run (every model family: nested, flat and MTN
 taggers, span models): texts in, entity records out, with character offsets into the raw input
 (or word indices for pre-split input), nested entities included, outer before inner in reading
-order. Batching, buckets and windows are the inference driver's (arner_jax.inference): any
+order. Batching, buckets and windows are the inference driver's (arner_jax.models.inference): any
 number of texts in one call, long texts windowed, never cut.
 
     tagger = NERTagger.from_pretrained("runs/nested")
@@ -19,7 +19,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from arner_jax import inference
 from arner_jax.data.entities import entity_records, entity_word_tags, split_words
 from arner_jax.data.wojood import (
     Sentence,
@@ -29,8 +28,9 @@ from arner_jax.data.wojood import (
     read_text,
 )
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
-from arner_jax.families import EncodedSplit, Entity, WordTags
-from arner_jax.parallel import PmapParallel, StepBodies
+from arner_jax.models import inference
+from arner_jax.models.base import EncodedSplit, Entity, WordTags
+from arner_jax.models.parallel import PmapParallel, StepBodies
 from arner_jax.runs.loading import LoadedRun, load_run
 
 

@@ -30,7 +30,6 @@ import numpy as np
 import torch
 from flax.training.train_state import TrainState
 
-from arner_jax import inference
 from arner_jax.config import RunConfig
 from arner_jax.data.batching import (
     bucket_lengths,
@@ -41,8 +40,9 @@ from arner_jax.data.batching import (
 )
 from arner_jax.data.wojood import read_wojood
 from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
-from arner_jax.families import family_for
-from arner_jax.parallel import PmapParallel, ShardMapParallel, StepBodies
+from arner_jax.models import inference
+from arner_jax.models.base import family_for
+from arner_jax.models.parallel import PmapParallel, ShardMapParallel, StepBodies
 from arner_jax.runs import run_folder
 from arner_jax.runs.loading import LoadedRun, init_params
 from arner_jax.system.host_memory import reexec_with_huge_pages

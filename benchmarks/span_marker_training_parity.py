@@ -68,7 +68,7 @@ def save_encoder(folder: Path, texts: list[str], seed: int) -> Path:
 
 def make_job(setting: str, tokenizer, sentences) -> dict:
     """The package's job: labels, sentences (with their Wojood tags, for our side) and settings."""
-    from arner_jax.span_marker import spans as S
+    from arner_jax.models.span_marker import spans as S
 
     nested = setting == "nested"
     M = JOB["model_max_length"]
@@ -95,7 +95,7 @@ def make_job(setting: str, tokenizer, sentences) -> dict:
 
 
 def _sizes(tokenizer, sentences):
-    from arner_jax.span_marker import spans as S
+    from arner_jax.models.span_marker import spans as S
 
     for s in sentences:
         n = len(tokenizer(s.words, is_split_into_words=True)["input_ids"])
@@ -153,7 +153,7 @@ def _read_final(folder: Path, encoder):
     """The package's final state dict as our parameters (the checkpoint interop's conversion)."""
     from safetensors.numpy import load_file
 
-    from arner_jax.span_marker.checkpoint import span_marker_params
+    from arner_jax.models.span_marker.checkpoint import span_marker_params
 
     return span_marker_params(load_file(str(folder / "final.safetensors")), encoder, str(folder))[0]
 
@@ -165,9 +165,9 @@ def replay(folder: str | Path) -> dict:
 
     from arner_jax.config import RunConfig
     from arner_jax.data.wojood import Sentence
-    from arner_jax.families import family_for
+    from arner_jax.models.base import family_for
+    from arner_jax.models.span_marker.checkpoint import read_span_marker
     from arner_jax.runs.loading import init_params
-    from arner_jax.span_marker.checkpoint import read_span_marker
     from arner_jax.train.loop import Trainer
     from arner_jax.train.prepare import PreparedRun
 

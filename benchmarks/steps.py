@@ -1,6 +1,6 @@
 """The library's tagger train step from shapes alone, for benchmarks that lower it without data.
 
-Owns: building the nested tagger's train step (arner_jax.parallel.StepBodies run by ShardMapParallel
+Owns: building the nested tagger's train step (arner_jax.models.parallel.StepBodies run by ShardMapParallel
 on one device: the unified loss with the variance penalty, AdamW with clipping, the step's own
 gradient accumulation) with abstract arguments, and the step's FLOP count as XLA's cost analysis
 gives it.
@@ -17,9 +17,9 @@ import optax
 from flax.training.train_state import TrainState
 
 from arner_jax.encoders import EncoderConfig
-from arner_jax.losses import LossConfig
-from arner_jax.parallel import ShardMapParallel, StepBodies
-from arner_jax.tagger import KINDS, Tagger, TaggerObjective
+from arner_jax.models.parallel import ShardMapParallel, StepBodies
+from arner_jax.models.tagger.family import KINDS, Tagger, TaggerObjective
+from arner_jax.models.tagger.losses import LossConfig
 from arner_jax.train.optim import OptimConfig, make_optimizer
 
 TYPES, CLASSES = 21, 3  # the Wojood nested tagger

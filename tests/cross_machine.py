@@ -30,7 +30,7 @@ def softmax(logits) -> np.ndarray:
 
 def span_outcomes(spans, logits, tol: float, nested: bool = False, threshold: float = 0.0,
                   outside: int = 0) -> tuple[set, set]:
-    """The entities (start, end, class) that `arner_jax.span_marker.spans.decode` keeps, from the argmax
+    """The entities (start, end, class) that `arner_jax.models.span_marker.spans.decode` keeps, from the argmax
     class and probability of each span, for every logits within `tol` (max norm) of `logits` [S, C]:
     (sure: kept whatever the last bits, possible: kept for some of them). sure == possible where the
     outcome does not hinge on the last bits.
@@ -85,7 +85,7 @@ def span_outcomes(spans, logits, tol: float, nested: bool = False, threshold: fl
 def span_record_triples(records, text, tokenizer) -> set:
     """(start word, end word, label) of SpanMarker-style records of one input (word or character indices)."""
     if isinstance(text, str):
-        from arner_jax.span_marker.spans import tokenize
+        from arner_jax.models.span_marker.spans import tokenize
 
         chars = tokenize(tokenizer, text).char_spans
         n = len(chars)

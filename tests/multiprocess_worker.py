@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax.training.train_state import TrainState  # noqa: E402
 
-from arner_jax.parallel import StepBodies, make_parallel  # noqa: E402
+from arner_jax.models.parallel import StepBodies, make_parallel  # noqa: E402
 from arner_jax.train.optim import OptimConfig, make_optimizer  # noqa: E402
 from tests.parallel_worker import B, batches, tiny_tagger  # noqa: E402
 

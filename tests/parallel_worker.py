@@ -18,9 +18,9 @@ import optax
 from flax.training.train_state import TrainState
 
 from arner_jax.encoders import small_bert_config
-from arner_jax.losses import LossConfig
-from arner_jax.parallel import StepBodies, make_parallel
-from arner_jax.tagger import KINDS, Tagger, TaggerObjective
+from arner_jax.models.parallel import StepBodies, make_parallel
+from arner_jax.models.tagger.family import KINDS, Tagger, TaggerObjective
+from arner_jax.models.tagger.losses import LossConfig
 from arner_jax.train.optim import OptimConfig, make_optimizer
 from arner_jax.train.runtime import CompileCounter
 from tests.cross_machine import near_top
@@ -152,7 +152,7 @@ def compare(run, base, params, same_predictions: bool) -> dict:
 def span_batches(n, max_spans=4, seed=1):
     """Random texts with candidate spans, packed into rows as the span family packs them (several texts per
     row), B - 1 rows per batch and a padding row."""
-    from arner_jax.span_marker import spans as S
+    from arner_jax.models.span_marker import spans as S
 
     rng = np.random.default_rng(seed)
     out = []
@@ -170,7 +170,7 @@ def span_batches(n, max_spans=4, seed=1):
     return out
 def span_runs(configs):
     """The span model's steps (cross-entropy over real spans) on 1, 2 and 4 devices."""
-    from arner_jax.span_marker.model import SpanMarker, SpanObjective
+    from arner_jax.models.span_marker.model import SpanMarker, SpanObjective
 
     cfg = small_bert_config(VOCAB, hidden_size=32, num_layers=2, num_heads=2, max_positions=L).replace(
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)

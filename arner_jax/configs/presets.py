@@ -33,7 +33,7 @@ class Preset:
     def config(self, smoke: bool = False, **overrides: Any) -> RunConfig:
         """The preset's RunConfig with `overrides`; with `smoke` its smoke variant (encoder and data
         overrides are then ignored: the smoke variant is offline)."""
-        from arner_jax.families import family_for
+        from arner_jax.models.base import family_for
 
         settings = {"kind": self.kinds[0], **self.settings}
         if smoke:
@@ -102,7 +102,8 @@ def wojood_flat():
 
 @preset(("nested",), recipe="um6p", loss="unified", var_penalty=5.0, select_by="loss")
 def um6p_nested():
-    """The UM6P & UL WojoodNER-2023 nested system exactly (SPEC 1A, 3-5; `--recipe um6p`, arner_jax/um6p.py):
+    """The UM6P & UL WojoodNER-2023 nested system exactly (SPEC 1A, 3-5; `--recipe um6p`,
+    arner_jax/models/tagger/um6p.py):
     BertNestedTagger's heads (<pad>, the type's tags, O), every position trained, no attention mask, the
     unified loss plus 5 x the variance of the per-type losses, the kept model the one with the lowest
     validation loss. Replayed step by step against the reference's own trainer by

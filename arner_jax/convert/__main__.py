@@ -113,8 +113,8 @@ def _to_span_marker(args) -> int:
 
     from arner_jax.convert.pytorch import prepare_export_folder
     from arner_jax.data.wojood import read_wojood
+    from arner_jax.models.span_marker import SpanMarkerModel
     from arner_jax.runs.run_folder import read_run
-    from arner_jax.span_marker import SpanMarkerModel
 
     record = read_run(args.model_path)
     if "span-marker" not in record.family.export_formats:

@@ -32,7 +32,7 @@ from arner_jax.encoders import (
 )
 from arner_jax.encoders.hf_weights import base_prefix, hf_config_dict, write_hf_folder
 from arner_jax.errors import UserError
-from arner_jax.families import family_for
+from arner_jax.models.base import family_for
 from arner_jax.runs import run_folder
 from arner_jax.runs.checkpoints import save_params
 from arner_jax.runs.loading import load_run

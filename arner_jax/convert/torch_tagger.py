@@ -64,7 +64,7 @@ class TorchTagger(torch.nn.Module):
         return torch.einsum("blh,htc->bltc", hidden, self.kernel) + self.bias
 
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
-        """Class ids `[..., T]`, exactly as `arner_jax.tagger.decode_class_ids`."""
+        """Class ids `[..., T]`, exactly as `arner_jax.models.tagger.family.decode_class_ids`."""
         logp = torch.log_softmax(logits.masked_fill(~self.class_mask, float("-inf")), dim=-1)
         best_logp, best = logp.max(dim=-1)
         if not self.one_tag_per_word:

@@ -16,8 +16,8 @@ import numpy as np
 
 from arner_jax.encoders.config import CheckpointError, EncoderConfig
 from arner_jax.encoders.hf_weights import hf_to_params, params_to_hf
+from arner_jax.models.tagger.um6p import ReferenceVocab
 from arner_jax.runs.checkpoints import save_params
-from arner_jax.um6p import ReferenceVocab
 
 PREFIX = "bert."
 
@@ -99,7 +99,7 @@ def import_reference_checkpoint(checkpoint: str | Path, kind: str, data_paths: d
     from arner_jax.config import RunConfig
     from arner_jax.data.wojood import read_wojood
     from arner_jax.encoders import resolve_model_dir
-    from arner_jax.families import family_for
+    from arner_jax.models.base import family_for
     from arner_jax.runs import run_folder
 
     out = Path(output_path)
@@ -125,8 +125,8 @@ def export_reference_checkpoint(model_path: str | Path, output_path: str | Path,
     """A `--recipe um6p` run's kept model as the reference's state dict (`.safetensors`, or `.pt` as
     `checkpoint_N.pt` holds it: {"model": state_dict}, needs torch); the pooler is written as zeros."""
     from arner_jax.errors import UserError
+    from arner_jax.models.tagger.um6p import ReferenceVocab
     from arner_jax.runs.loading import load_run
-    from arner_jax.um6p import ReferenceVocab
 
     out = Path(output_path)
     if out.suffix not in (".safetensors", ".pt"):

@@ -83,7 +83,7 @@ def collate_windows(windows: Sequence[Window], indices: Sequence[int], batch_siz
     Returns input_ids [B, L] int32, attention_mask [B, L] int32, labels [B, L, K] int32,
     label_mask [B, L] float32 (positions that are trained), word_index [B, L] int32 (-1: not
     scored), window_index [B] int32 (-1: a padding row).
-    (The reference's training of every position is `--recipe um6p`, arner_jax.um6p.)
+    (The reference's training of every position is `--recipe um6p`, arner_jax.models.tagger.um6p.)
     """
     K = windows[0].labels.shape[1] if len(windows) else 1  # also for a process given no row
     ids = np.full((batch_size, length), pad_id, np.int32)

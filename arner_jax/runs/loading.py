@@ -13,7 +13,7 @@ from typing import Any
 
 from arner_jax.config import RunConfig
 from arner_jax.encoders import EncoderConfig
-from arner_jax.families import ModelFamily
+from arner_jax.models.base import ModelFamily
 from arner_jax.runs.checkpoints import read_kept_params
 from arner_jax.runs.run_folder import RunRecord, load_tokenizer, read_run
 

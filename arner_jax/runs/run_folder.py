@@ -30,7 +30,7 @@ from typing import Any
 from arner_jax.config import RunConfig
 from arner_jax.encoders import EncoderConfig
 from arner_jax.errors import UserError
-from arner_jax.families import ModelFamily, family_for
+from arner_jax.models.base import ModelFamily, family_for
 from arner_jax.runs.files import atomic_write_json, remove_tree
 
 log = logging.getLogger("arner_jax")

@@ -19,7 +19,7 @@ from pathlib import Path
 from arner_jax.config import RunConfig
 from arner_jax.configs.presets import PRESETS, get_preset
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
-from arner_jax.families import family_for
+from arner_jax.models.base import family_for
 from arner_jax.runs import run_folder
 from arner_jax.scoring.metrics import format_per_type
 
@@ -78,7 +78,7 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
 
 
 def _all_kinds() -> tuple[str, ...]:
-    from arner_jax.families import kinds
+    from arner_jax.models.base import kinds
 
     return kinds()
 

@@ -4,7 +4,7 @@ Owns: AdamW with weight decay on weight matrices and embeddings only (biases and
 scales get none, as the reference's parameter groups), the learning-rate schedule (optional
 linear warmup over ceil(ratio x updates) updates, as the Transformers Trainer counts them, then
 linear decay to 0 over all updates), and global-norm clipping. Gradient accumulation is the
-train step's (arner_jax.parallel.StepBodies): it hands the optimizer the gradient of the whole
+train step's (arner_jax.models.parallel.StepBodies): it hands the optimizer the gradient of the whole
 batch.
 """
 from __future__ import annotations

@@ -29,7 +29,7 @@ from arner_jax.encoders import (
     train_wordpiece_tokenizer,
 )
 from arner_jax.errors import UserError
-from arner_jax.families import EncodedSplit, ModelFamily, family_for
+from arner_jax.models.base import EncodedSplit, ModelFamily, family_for
 from arner_jax.runs import run_folder
 from arner_jax.runs.loading import init_params
 from arner_jax.system import distributed
@@ -140,8 +140,9 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
     family = family_for(config.kind)
     corpora = inputs.corpora
     if "recipe" in family.options:
-        log.info("recipe %s%s", config.recipe, " (the UM6P & UL reference trainer exactly: arner_jax/um6p.py)"
-                 if config.recipe == "um6p" else " (first subwords trained, padding masked in attention, windows)")
+        what = ("the UM6P & UL reference trainer exactly: arner_jax/models/tagger/um6p.py" if config.recipe == "um6p"
+                else "first subwords trained, padding masked in attention, windows")
+        log.info("recipe %s (%s)", config.recipe, what)
     if resume:  # the run's own tokenizer, encoder config and labels: the fresh run's, read back
         record = run_folder.read_run(run_dir)
         tokenizer = run_folder.load_tokenizer(run_dir, family)

@@ -10,13 +10,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arner_jax import families
 from arner_jax.config import RunConfig
 from arner_jax.data.align import encode_sentences, scatter_to_words
 from arner_jax.data.batching import collate_windows
 from arner_jax.data.entities import entity_tags, layer_entities
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import Corpus, read_wojood
+from arner_jax.models import base as families
 
 
 class BagTagger(nn.Module):

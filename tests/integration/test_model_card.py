@@ -264,7 +264,7 @@ def test_damaged_metrics_is_a_user_error(nested_run, tmp_path, capsys):
 
 def test_package_checkpoint_card(tmp_path):
     """A model converted from the PyTorch package: the fields it has; its training unknown."""
-    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.models.span_marker import SpanMarkerModel
 
     source = shared_path("fixtures", "span_marker_tiny", "model")
     raw = json.loads((source / "config.json").read_text(encoding="utf-8"))

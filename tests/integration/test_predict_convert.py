@@ -13,7 +13,7 @@ from arner_jax.data.entities import entity_records, layer_entities, split_words
 from arner_jax.data.synthetic import generate_sentences
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import parse_wojood, read_wojood
-from arner_jax.tagger import KINDS, class_mask, tag_layers
+from arner_jax.models.tagger.family import KINDS, class_mask, tag_layers
 from tests.conftest import REPO
 from tests.cross_machine import near_top
 

@@ -49,8 +49,8 @@ def assert_same_where_clear(got: list[list[dict]], expected: list[list[dict]], c
 
 
 def test_format1_tagger_run_predicts_what_that_version_predicted(tmp_path):
+    from arner_jax.models.tagger.family import KINDS, class_mask
     from arner_jax.predict import NERTagger
-    from arner_jax.tagger import KINDS, class_mask
 
     run = tmp_path / "nested"
     shutil.copytree(FORMAT1 / "nested", run)
@@ -77,7 +77,7 @@ def test_format1_tagger_run_predicts_what_that_version_predicted(tmp_path):
 
 
 def test_format1_span_run_predicts_what_that_version_predicted(tmp_path):
-    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.models.span_marker import SpanMarkerModel
 
     run = tmp_path / "span"
     shutil.copytree(FORMAT1 / "span_nested", run)

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from arner_jax.models.span_marker import spans as S
 from arner_jax.scoring.metrics import read_tagged_file
-from arner_jax.span_marker import spans as S
 from tests.conftest import train_run
 
 
@@ -26,7 +26,7 @@ def test_nested_span_run_learns_and_scores_nested(span_run):
 def test_loaded_run_predicts_what_the_run_wrote(span_run):
     """SpanMarkerModel.from_pretrained(run folder) + nested predict == the run's predictions_val.txt."""
     from arner_jax.data.wojood import read_wojood
-    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.models.span_marker import SpanMarkerModel
 
     out, _, corpus = span_run
     model = SpanMarkerModel.from_pretrained(out)
@@ -44,7 +44,7 @@ def test_loaded_run_predicts_what_the_run_wrote(span_run):
 
 def test_export_to_span_marker_layout_and_back(span_run, tmp_path):
     from arner_jax.convert.__main__ import main as convert
-    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.models.span_marker import SpanMarkerModel
 
     out, _, _ = span_run
     assert convert(["to-span-marker", "--model_path", str(out), "--output_path", str(tmp_path / "sm"),

@@ -28,7 +28,7 @@ def _meta(name: str) -> dict:
 def test_tag_vocabularies_are_the_references(name):
     """Built from the whole sample files (train+val+test, file order), as the recording did."""
     from arner_jax.data.wojood import read_wojood
-    from arner_jax.um6p import ReferenceVocab
+    from arner_jax.models.tagger.um6p import ReferenceVocab
 
     meta = _meta(name)
     sentences = [s for split in ("train", "val", "test")
@@ -56,7 +56,7 @@ def test_a_word_without_subwords_shifts_its_sentences_labels_as_the_reference(tm
     ([tag] + [O] * (0 - 1) is [tag]), so every later label moves one position right, and the row's
     labels are one longer than its tokens (cut to the batch's longest row)."""
     from arner_jax.data.wojood import Sentence
-    from arner_jax.um6p import ReferenceSplit, ReferenceVocab, collate_reference, encode_reference
+    from arner_jax.models.tagger.um6p import ReferenceSplit, ReferenceVocab, collate_reference, encode_reference
 
     tok = _one_word_tokenizer(tmp_path, ["زيد", "في", "غزة"])
     sentence = Sentence(["زيد", "\x07", "في", "غزة"], [["B-PERS"], ["B-ORG"], ["O"], ["B-GPE"]])
@@ -84,7 +84,7 @@ def test_batches_pad_to_the_longest_row_and_mask_the_rest(tmp_path):
     """Inside the batch's longest row everything is attended and trained (padding as <pad>, id 0); the
     positions added for a compiled length are neither; an empty row counts nowhere."""
     from arner_jax.data.wojood import Sentence
-    from arner_jax.um6p import ReferenceVocab, collate_reference, encode_reference, padded_length
+    from arner_jax.models.tagger.um6p import ReferenceVocab, collate_reference, encode_reference, padded_length
 
     tok = _one_word_tokenizer(tmp_path, ["زيد", "في", "غزة"])
     sents = [Sentence(["زيد"], [["B-PERS"]]), Sentence(["زيد", "في", "غزة"], [["B-PERS"], ["O"], ["B-GPE"]])]
@@ -188,10 +188,11 @@ def test_a_reference_checkpoint_imported_predicts_what_the_reference_predicted(t
     its vocabularies, predict its predictions_test.txt word by word; written back, they are the same tensors."""
     from safetensors.numpy import load_file
 
-    from arner_jax import inference, parity
+    from arner_jax import parity
     from arner_jax.convert.__main__ import main as convert
     from arner_jax.data.wojood import read_wojood
-    from arner_jax.parallel import PmapParallel, StepBodies
+    from arner_jax.models import inference
+    from arner_jax.models.parallel import PmapParallel, StepBodies
     from arner_jax.runs.loading import load_run
 
     fixture = shared_path("fixtures", "um6p_trajectories", "nested_var")
@@ -269,7 +270,7 @@ def test_sentences_are_cut_as_the_reference_cuts_them(tmp_path):
     """Subwords, tags and word slots past the cut are dropped (the reference's 510; fewer with --max_length);
     the cut words are counted and predicted O, never placed on another word's token."""
     from arner_jax.data.wojood import Sentence
-    from arner_jax.um6p import ReferenceVocab, encode_reference
+    from arner_jax.models.tagger.um6p import ReferenceVocab, encode_reference
 
     tok = _one_word_tokenizer(tmp_path, ["زيد", "في", "غزة"])
     words = ["زيد", "في", "غزة"] * 4

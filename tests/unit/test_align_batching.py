@@ -115,7 +115,7 @@ def test_eval_batches_sorted_and_restorable(sample):
 
 def test_label_layouts_of_a_nested_word():
     from arner_jax.data.align import word_labels
-    from arner_jax.tagger import KINDS
+    from arner_jax.models.tagger.family import KINDS
 
     corpus = parse_wojood("سكرتير B-OCC\nبلدية I-OCC B-ORG\nنابلس I-OCC I-ORG B-GPE\nأمس O\n\n")
     vocab = LabelVocab.from_corpus(corpus)  # types GPE, OCC, ORG

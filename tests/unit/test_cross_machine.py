@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arner_jax.span_marker import spans as S
+from arner_jax.models.span_marker import spans as S
 from tests.cross_machine import near_top, softmax, span_outcomes
 
 

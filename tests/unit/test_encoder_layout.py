@@ -20,7 +20,7 @@ from arner_jax.encoders import (
 )
 from arner_jax.encoders.hf_weights import expand_table
 from arner_jax.encoders.model import resolve_attention
-from arner_jax.tagger import Tagger
+from arner_jax.models.tagger.family import Tagger
 from tests.conftest import save_tiny_hf_model
 from tests.helpers import TOL, batch, max_diff, torch_hidden
 

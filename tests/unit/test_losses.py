@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from arner_jax.losses import (
+from arner_jax.models.tagger.losses import (
     LossConfig,
     head_losses,
     loss_terms,

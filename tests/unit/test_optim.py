@@ -42,7 +42,7 @@ def test_weight_decay_only_on_matrices_and_embeddings():
 def test_the_train_step_uses_and_reports_the_schedule():
     """The library's step with a warmup schedule: the reported lr follows the formula, and the first update
     (lr 0) leaves the weights where they were."""
-    from arner_jax.parallel import PmapParallel, StepBodies
+    from arner_jax.models.parallel import PmapParallel, StepBodies
     from tests.parallel_worker import batches, tiny_tagger
 
     model, params, objective = tiny_tagger()

@@ -147,7 +147,12 @@ def top_level_names(path: Path) -> set[str]:
             elif isinstance(node, (ast.If, ast.Try)):
                 visit(node.body + node.orelse + getattr(node, "finalbody", [])
                       + [s for h in getattr(node, "handlers", []) for s in h.body])
-    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    visit(tree.body)
+    if "__getattr__" in names:  # a module that serves names lazily lists them in a literal __all__
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                names.update(ast.literal_eval(node.value))
     return names
 
 

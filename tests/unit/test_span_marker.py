@@ -9,7 +9,7 @@ import pytest
 
 from arner_jax.data.schemes import tag_spans, to_iob2
 from arner_jax.data.wojood import parse_wojood
-from arner_jax.span_marker import spans as S
+from arner_jax.models.span_marker import spans as S
 from tests.conftest import ARABIC_TEXT, shared_path
 from tests.cross_machine import named, span_outcomes, span_record_triples
 
@@ -51,7 +51,7 @@ def test_gold_spans_flat_and_nested():
 
 def test_attention_pattern_and_positions():
     """row_layout against SPEC 7 written out with loops, on a row holding two texts and a row holding one."""
-    from arner_jax.span_marker.model import row_layout
+    from arner_jax.models.span_marker.model import row_layout
 
     # Row 0: text A (4 tokens) with 2 spans, then text B (3 tokens) with 1 span, then padding; row 1: text C, 1 span.
     # Each text: (first row position, its token ids, its spans as (first subword, last subword) in the text).
@@ -95,11 +95,11 @@ def tiny_model():
     import jax
 
     from arner_jax.encoders import small_bert_config, train_wordpiece_tokenizer
-    from arner_jax.families import family_for
+    from arner_jax.models.base import family_for
+    from arner_jax.models.span_marker import SpanConfig, SpanMarkerModel
+    from arner_jax.models.span_marker.checkpoint import add_markers
+    from arner_jax.models.span_marker.model import SpanMarker
     from arner_jax.runs.loading import init_params
-    from arner_jax.span_marker import SpanConfig, SpanMarkerModel
-    from arner_jax.span_marker.checkpoint import add_markers
-    from arner_jax.span_marker.model import SpanMarker
 
     tok = train_wordpiece_tokenizer(ARABIC_TEXT, vocab_size=200)
     start, end = add_markers(tok)
@@ -146,7 +146,7 @@ def sample_split(tiny_model):
     from arner_jax.config import RunConfig
     from arner_jax.data.sample import wojood_sample_paths
     from arner_jax.data.wojood import read_wojood
-    from arner_jax.families import family_for
+    from arner_jax.models.base import family_for
 
     corpus = read_wojood(wojood_sample_paths()["train"])
     corpus.sentences = corpus.sentences[:300]
@@ -231,7 +231,7 @@ def test_pytorch_span_marker_fixture_logits_and_predictions():
     scores (spans of close scores that overlap may be taken in either order), and elsewhere one of the
     outcomes the fixture's logits allow (tests/cross_machine.py)."""
     pytest.importorskip("torch")  # the fixture's weights are pytorch_model.bin
-    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.models.span_marker import SpanMarkerModel
 
     model = SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model"), truncate=True)
     assert model.start_id == 1500 and model.end_id == 1501 and model.encoder.vocab_size == 1504
@@ -267,7 +267,7 @@ def test_pytorch_span_marker_fixture_logits_and_predictions():
 def test_roundtrip_export_matches_fixture_layout(tmp_path):
     pytest.importorskip("torch")
     from arner_jax.encoders.hf_weights import read_state_dict
-    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.models.span_marker import SpanMarkerModel
 
     src = shared_path(*FIXTURE, "model")
     model = SpanMarkerModel.from_pretrained(src, truncate=True)
@@ -311,7 +311,7 @@ def test_pytorch_span_marker_package_loads_our_export(tmp_path):
     if not python:
         pytest.skip("set ARNER_SPAN_MARKER_PYTHON to a python with span_marker 1.8.1 (transformers 4.x) installed")
     pytest.importorskip("torch")
-    from arner_jax.span_marker import SpanMarkerModel
+    from arner_jax.models.span_marker import SpanMarkerModel
 
     SpanMarkerModel.from_pretrained(shared_path(*FIXTURE, "model")).save_pretrained(tmp_path / "ours")
     cases = _fixture_cases()

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from arner_jax.span_marker import spans as S
+from arner_jax.models.span_marker import spans as S
 from benchmarks import span_marker_training_parity as parity
 from tests.conftest import ARABIC_TEXT
 
@@ -18,8 +18,8 @@ def _split(setting: str = "flat", batch_size: int = 8):
     """Our span split of a recording's sentences (the package's tokenizer and labels), and its config."""
     from arner_jax.config import RunConfig
     from arner_jax.data.wojood import Sentence
-    from arner_jax.families import family_for
-    from arner_jax.span_marker.checkpoint import read_span_marker
+    from arner_jax.models.base import family_for
+    from arner_jax.models.span_marker.checkpoint import read_span_marker
 
     folder = parity.FIXTURES / setting
     job = json.loads((folder / "job.json").read_text(encoding="utf-8"))
@@ -89,7 +89,7 @@ def test_dropout_where_span_marker_applies_it():
     import jax
 
     from arner_jax.encoders import small_bert_config
-    from arner_jax.span_marker.model import SpanMarker
+    from arner_jax.models.span_marker.model import SpanMarker
 
     enc = small_bert_config(64, hidden_size=16, num_layers=1, num_heads=2, max_positions=32)
     model = SpanMarker(enc, 3, 60, 61, dropout=0.3)
@@ -143,7 +143,7 @@ def test_marker_rows_start_as_span_markers():
     pad_to_multiple_of=8, mean_resizing=False), so the added rows (the markers, and the padding to a multiple of
     8) are fresh normal(0, 0.02) draws, as any new embedding row, not the other rows' mean; the rest is kept."""
     from arner_jax.encoders import small_bert_config
-    from arner_jax.families import family_for
+    from arner_jax.models.base import family_for
 
     family = family_for("span_flat")
     encoder = small_bert_config(16, hidden_size=64, num_layers=1, num_heads=2, max_positions=32)

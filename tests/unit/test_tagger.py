@@ -8,18 +8,16 @@ import numpy as np
 import pytest
 from flax.training.train_state import TrainState
 
-from arner_jax import inference
 from arner_jax.config import RunConfig
 from arner_jax.data import LabelVocab, parse_wojood
 from arner_jax.data.entities import entity_tags
 from arner_jax.data.synthetic import generate_sentences, write_synthetic_corpus
 from arner_jax.data.wojood import Corpus, read_wojood
 from arner_jax.encoders import Encoder, small_bert_config, train_wordpiece_tokenizer
-from arner_jax.families import family_for
-from arner_jax.losses import LossConfig, total_loss
-from arner_jax.parallel import PmapParallel, StepBodies
-from arner_jax.runs.loading import init_params
-from arner_jax.tagger import (
+from arner_jax.models import inference
+from arner_jax.models.base import family_for
+from arner_jax.models.parallel import PmapParallel, StepBodies
+from arner_jax.models.tagger.family import (
     KINDS,
     Tagger,
     class_mask,
@@ -27,6 +25,8 @@ from arner_jax.tagger import (
     head_shape,
     ids_to_tags,
 )
+from arner_jax.models.tagger.losses import LossConfig, total_loss
+from arner_jax.runs.loading import init_params
 from arner_jax.train.optim import OptimConfig, make_optimizer
 
 

@@ -17,9 +17,9 @@ import torch
 from flax.training.train_state import TrainState
 
 from arner_jax.encoders import load_pretrained_encoder
-from arner_jax.losses import LossConfig
-from arner_jax.parallel import PmapParallel, StepBodies
-from arner_jax.tagger import KINDS, Tagger, TaggerObjective
+from arner_jax.models.parallel import PmapParallel, StepBodies
+from arner_jax.models.tagger.family import KINDS, Tagger, TaggerObjective
+from arner_jax.models.tagger.losses import LossConfig
 from arner_jax.train.optim import OptimConfig, make_optimizer
 from tests.conftest import save_tiny_hf_model
 from tests.torch_reference import torch_total

@@ -66,7 +66,7 @@ def test_vocab_refuses_unknown_types(tmp_path):
     vocab.save(tmp_path / "vocab.json")
     assert LabelVocab.load(tmp_path / "vocab.json") == vocab
     from arner_jax.config import RunConfig
-    from arner_jax.families import family_for
+    from arner_jax.models.base import family_for
 
     # the line of the word that carries the unknown type (line 4), not of its sentence's first word
     with pytest.raises(WojoodFormatError, match=r"test.txt:4: entity types \['PERS'\] are not among"):

@@ -97,7 +97,7 @@ def span_logits(apply_fn: Callable, params, batch: dict, rngs=None, deterministi
 
 @dataclasses.dataclass(frozen=True)
 class SpanObjective:
-    """Cross-entropy over real spans (SPEC 7): an arner_jax.families.Objective.
+    """Cross-entropy over real spans (SPEC 7): an arner_jax.models.base.Objective.
 
     Statistics are sums (negative log-likelihood, span count), so the loss of a batch split over
     devices is the loss of the whole batch; predict gives each slot's argmax class `label` and

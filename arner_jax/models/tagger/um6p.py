@@ -39,7 +39,7 @@ import numpy as np
 
 from arner_jax.data.batching import bucket_lengths, bucket_of
 from arner_jax.data.entities import layer_entities
-from arner_jax.families import EncodedSplit, Entity, WordTags
+from arner_jax.models.base import EncodedSplit, Entity, WordTags
 
 RECIPES = ("arner", "um6p")
 PAD = "<pad>"

@@ -6,7 +6,7 @@ family's model), `Objective` (what the data-parallel steps need), and the regist
 outside a family module tests a model kind: it asks the family.
 
 A family is registered for one or more kinds. The built-in families are named here by module
-(the token taggers in `arner_jax.tagger`, SpanMarker in `arner_jax.span_marker.family`) and
+(the token taggers in `arner_jax.models.tagger.family`, SpanMarker in `arner_jax.models.span_marker.family`) and
 imported on first use, so that this module depends on none of them; other families register
 with `register_family`.
 
@@ -29,14 +29,14 @@ Entity = tuple[str, int, int, float]
 WordTags = list[list[list[str]]]
 
 _BUILTIN = {
-    "nested": "arner_jax.tagger", "flat": "arner_jax.tagger", "mtn": "arner_jax.tagger",
-    "span_flat": "arner_jax.span_marker.family", "span_nested": "arner_jax.span_marker.family",
+    **dict.fromkeys(("nested", "flat", "mtn"), "arner_jax.models.tagger.family"),
+    **dict.fromkeys(("span_flat", "span_nested"), "arner_jax.models.span_marker.family"),
 }
 _REGISTRY: dict[str, ModelFamily] = {}
 
 
 class Objective(Protocol):
-    """What the data-parallel steps (arner_jax.parallel.StepBodies) need of a model.
+    """What the data-parallel steps (arner_jax.models.parallel.StepBodies) need of a model.
 
     `statistics` returns additive loss statistics of a shard of the batch (a dict of arrays with
     "n", the number of positions that count; summed over devices by the caller) and the model's

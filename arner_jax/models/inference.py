@@ -1,6 +1,6 @@
 """The one inference driver: a family's eval step over encoded sentences, in length buckets.
 
-Owns: running the data-parallel eval step (arner_jax.parallel) over the items of an
+Owns: running the data-parallel eval step (arner_jax.models.parallel) over the items of an
 `EncodedSplit` in length-sorted batches padded to the fixed evaluation ladder
 (data.batching.EVAL_LENGTHS, capped at the split's longest possible item), so that validation, test,
 `evaluate`, `predict`, `NERTagger` and `SpanMarkerModel` share their compiled programs;
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from arner_jax.families import EncodedSplit, ModelFamily, WordTags
-from arner_jax.parallel import DataParallel
+from arner_jax.models.base import EncodedSplit, ModelFamily, WordTags
+from arner_jax.models.parallel import DataParallel
 from arner_jax.scoring.metrics import score_tags
 
 

@@ -37,7 +37,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from arner_jax.errors import UserError
-from arner_jax.families import Objective
+from arner_jax.models.base import Objective
 
 AXIS = "data"
 
@@ -50,7 +50,7 @@ class BatchSizeError(UserError, ValueError):
 class StepBodies:
     """The per-device bodies of the train and eval steps of one model.
 
-    `objective` (arner_jax.families.Objective) gives the model's additive loss statistics of a
+    `objective` (arner_jax.models.base.Objective) gives the model's additive loss statistics of a
     shard, the loss of summed statistics, and predictions from its outputs.
 
     Gradient accumulation (`grad_accum` = k): a train step gets k micro-batches at once (the

@@ -30,15 +30,15 @@ from arner_jax.data.entities import entity_tags, layer_entities
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.data.wojood import Corpus
 from arner_jax.encoders import Encoder, EncoderConfig
-from arner_jax.families import (
+from arner_jax.models.base import (
     EncodedSplit,
     Entity,
     ModelFamily,
     WordTags,
     register_family,
 )
-from arner_jax.losses import LossConfig, batch_statistics, loss_from_statistics
-from arner_jax.um6p import ReferenceSplit, ReferenceVocab, encode_reference
+from arner_jax.models.tagger.losses import LossConfig, batch_statistics, loss_from_statistics
+from arner_jax.models.tagger.um6p import ReferenceSplit, ReferenceVocab, encode_reference
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +124,7 @@ def ids_to_tags(spec: KindSpec, vocab: LabelVocab, word_ids: np.ndarray) -> list
 
 @dataclasses.dataclass(frozen=True)
 class TaggerObjective:
-    """What the data-parallel steps need of a tagger (arner_jax.families.Objective).
+    """What the data-parallel steps need of a tagger (arner_jax.models.base.Objective).
 
     statistics: the additive loss statistics of a shard (SPEC 4, losses.batch_statistics) and its
     logits; loss: the loss of summed statistics; predict: class ids `ids` [b, L, T] and their
@@ -137,7 +137,7 @@ class TaggerObjective:
     loss_config: LossConfig
     with_logits: bool = False
     # --recipe um6p: argmax over every output, a narrower head's missing ones read as the logit 0 (the
-    # reference pads its logits with 0); the host decodes ids as the reference does (arner_jax.um6p)
+    # reference pads its logits with 0); the host decodes ids as the reference does (arner_jax.models.tagger.um6p)
     reference_decoding: bool = False
     batch_keys: tuple[str, ...] = ("input_ids", "attention_mask", "labels", "label_mask")
 

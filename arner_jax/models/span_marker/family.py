@@ -20,16 +20,16 @@ import numpy as np
 
 from arner_jax.data.batching import bucket_of, fit_buckets
 from arner_jax.encoders import EncoderConfig
-from arner_jax.families import (
+from arner_jax.models.base import (
     EncodedSplit,
     Entity,
     ModelFamily,
     WordTags,
     register_family,
 )
-from arner_jax.span_marker import spans as S
-from arner_jax.span_marker.checkpoint import SpanConfig, add_markers, usable_length
-from arner_jax.span_marker.model import SpanMarker, SpanObjective
+from arner_jax.models.span_marker import spans as S
+from arner_jax.models.span_marker.checkpoint import SpanConfig, add_markers, usable_length
+from arner_jax.models.span_marker.model import SpanMarker, SpanObjective
 
 log = logging.getLogger("arner_jax")
 NESTED_KIND = "span_nested"

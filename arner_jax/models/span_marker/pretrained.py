@@ -19,13 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from arner_jax import inference
 from arner_jax.encoders import EncoderConfig
-from arner_jax.parallel import PmapParallel, StepBodies
-from arner_jax.runs.loading import load_run
-from arner_jax.runs.run_folder import RunFolderError
-from arner_jax.span_marker import spans as S
-from arner_jax.span_marker.checkpoint import (
+from arner_jax.models import inference
+from arner_jax.models.parallel import PmapParallel, StepBodies
+from arner_jax.models.span_marker import spans as S
+from arner_jax.models.span_marker.checkpoint import (
     SpanConfig,
     add_markers,
     is_span_marker_folder,
@@ -33,8 +31,10 @@ from arner_jax.span_marker.checkpoint import (
     usable_length,
     write_span_marker,
 )
-from arner_jax.span_marker.family import SpanFamily, SpanSplit, encode_texts
-from arner_jax.span_marker.model import SpanMarker, SpanObjective
+from arner_jax.models.span_marker.family import SpanFamily, SpanSplit, encode_texts
+from arner_jax.models.span_marker.model import SpanMarker, SpanObjective
+from arner_jax.runs.loading import load_run
+from arner_jax.runs.run_folder import RunFolderError
 
 Inputs = str | Sequence[str] | Sequence[Sequence[str]]
 
