@@ -19,6 +19,8 @@ from arner_jax.errors import UserError
 
 # A from-scratch encoder needs a far larger step than fine-tuning a pretrained one (2e-5).
 SCRATCH_LR = 5e-4
+# AdamW's fixed values (not flags): torch.optim.AdamW's defaults, as the reference trains (SPEC 5)
+ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
 LOSSES = ("unified", "ce", "focal", "dice", "tversky")
 # The encoder's choices (arner_jax.encoders.model: ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES), written
 # here too so that this module imports no JAX; tests/unit/test_config.py checks they agree.

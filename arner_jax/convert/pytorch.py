@@ -10,7 +10,7 @@ Owns:
   import_token_classifier   a Hugging Face token-classification checkpoint (IOB2 labels) as a run
                   folder of the flat tagger, which predict/evaluate then use like any run.
 Every folder written is marked as an export (`EXPORT_MARKER`) and gets a model card (README.md,
-arner_jax.model_card); an output folder that holds other
+arner_jax.runs.model_card); an output folder that holds other
 files, or a run folder, is refused, and an earlier export is replaced only with overwrite=True.
 """
 from __future__ import annotations
@@ -71,7 +71,7 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
     `license`); returns the folder."""
     from safetensors.numpy import save_file
 
-    from arner_jax import model_card
+    from arner_jax.runs import model_card
 
     run = load_run(model_path)
     if "pytorch" not in run.family.export_formats:

@@ -103,7 +103,7 @@ def run_sweep(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke:
 
     import jax
 
-    from arner_jax.train import runtime
+    from arner_jax.system import executables
     from arner_jax.train.loop import Preempted
 
     grid, root = get_grid(grid_name), Path(output_path)
@@ -113,7 +113,7 @@ def run_sweep(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke:
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_json(root / SWEEP, record)
     if compilation_cache:
-        runtime.enable_compilation_cache(compilation_cache)
+        executables.enable_compilation_cache(compilation_cache)
     say = Progress(root, echo)
     result = SweepResult([r.id for r in runs])
     todo = sum(status(run_dir(root, r.configuration.name, r.seed_index)) != "finished" for r in runs)
@@ -235,11 +235,11 @@ def main(argv: Sequence[str] | None = None) -> SweepResult | None:
         if args.dry_run:
             dry_run(args.preset, args.output_path, **options)
             return None
-        from arner_jax.train import runtime
+        from arner_jax.system import executables
         from arner_jax.train.cli import PREEMPTED_STATUS
         from arner_jax.train.loop import Preempted
 
-        cache = None if args.no_compilation_cache else args.compilation_cache or runtime.default_cache_dir()
+        cache = None if args.no_compilation_cache else args.compilation_cache or executables.default_cache_dir()
         try:
             result = run_sweep(args.preset, args.output_path, compilation_cache=cache, **options)
         except Preempted as stop:

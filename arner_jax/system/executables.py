@@ -1,10 +1,11 @@
 """Compiled programs kept on disk, so that a repeated run starts warm.
 
-Owns: `ProgramStore`, the serialized XLA executables of a run's train and eval steps, and the
-fingerprint that names each one. JAX's persistent compilation cache saves the XLA compile, but a
-run still traces and lowers every program before it can look the cache up (about 12 s of a 13 s
-first epoch on the main job). The store skips both: a program's file is named by a fingerprint
-computed from what the caller knows without tracing, and holds the executable
+Owns: JAX's persistent compilation cache (on by default, in the user cache folder:
+`enable_compilation_cache`), and beside it `ProgramStore`, the serialized XLA executables of a run's
+train and eval steps, and the fingerprint that names each one. JAX's persistent compilation cache
+saves the XLA compile, but a run still traces and lowers every program before it can look the cache
+up (about 12 s of a 13 s first epoch on the main job). The store skips both: a program's file is
+named by a fingerprint computed from what the caller knows without tracing, and holds the executable
 (`jax.experimental.serialize_executable`), which loads in milliseconds.
 
 A stale executable must never run, so the fingerprint is conservative; it holds
@@ -225,3 +226,35 @@ class ProgramStore:
 
 def store_folder(compilation_cache: str | Path) -> Path:
     return Path(compilation_cache) / FOLDER
+
+
+# ---------------------------------------------------------------------- the compilation cache
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "arner_jax" / "jax_compilation_cache"
+
+
+_program_store: Path | None = None
+
+
+def enable_compilation_cache(folder: str | Path | None) -> Path | None:
+    """Use the persistent compilation cache in `folder`, and keep runs' compiled programs there
+    (this module) so that a repeated run starts warm. None or "": no program store for the
+    runs that follow (JAX's own cache, once on, stays on in this process: it only saves time)."""
+    global _program_store
+    if not folder:
+        _program_store = None
+        return None
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Cache every program, small ones included, so that a second run compiles nothing.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    _program_store = store_folder(folder)
+    return folder
+
+
+def program_store_folder() -> Path | None:
+    """Where runs keep their compiled programs (None: not kept)."""
+    return _program_store

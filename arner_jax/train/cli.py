@@ -97,12 +97,11 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
             raise UserError("--resume needs the --output_path of the run to continue")
         if args.resume and given:
             print(f"--resume uses the run's saved settings; not read again: --{' --'.join(given)}", file=sys.stderr)
-        from arner_jax.system import distributed
-        from arner_jax.train import runtime
+        from arner_jax.system import distributed, executables
 
         distributed.initialize(args.coordinator_address, args.num_processes, args.process_id, args.distributed)
-        runtime.enable_compilation_cache(None if args.no_compilation_cache
-                                         else args.compilation_cache or runtime.default_cache_dir())
+        executables.enable_compilation_cache(None if args.no_compilation_cache
+                                         else args.compilation_cache or executables.default_cache_dir())
         if args.output_path is None:
             if distributed.process_info()[1] > 1:
                 raise UserError("--output_path: needed with several processes (a folder every process can reach)")

@@ -28,17 +28,12 @@ from arner_jax.runs import run_folder
 from arner_jax.runs.files import atomic_write_json, atomic_write_text
 from arner_jax.scoring.metrics import format_predictions
 from arner_jax.system.distributed import is_primary
-from arner_jax.system.executables import ProgramStore
+from arner_jax.system.executables import ProgramStore, program_store_folder
 from arner_jax.train.checkpoints import RunCheckpoints
 from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
 from arner_jax.train.prepare import PreparedRun
 from arner_jax.train.progress import Progress
-from arner_jax.train.runtime import (
-    CompileCounter,
-    preemption_requested,
-    program_store_folder,
-    watch_preemption,
-)
+from arner_jax.train.runtime import CompileCounter, preemption_requested, watch_preemption
 
 log = logging.getLogger("arner_jax")
 

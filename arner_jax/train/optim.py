@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from arner_jax.config import ADAM_B1, ADAM_B2, ADAM_EPS
+
 # Leaf names that get weight decay: Dense kernels, embedding tables and the fused head kernel.
 # Everything else (Dense/LayerNorm biases, LayerNorm scales, head biases) gets none.
 DECAYED_LEAVES = ("kernel", "embedding", "head_kernel")
@@ -25,9 +27,9 @@ DECAYED_LEAVES = ("kernel", "embedding", "head_kernel")
 class OptimConfig:
     lr: float = 2e-5
     weight_decay: float = 0.001
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
+    b1: float = ADAM_B1
+    b2: float = ADAM_B2
+    eps: float = ADAM_EPS
     warmup_ratio: float = 0.0  # fraction of all updates spent warming up linearly from 0
     clip_norm: float = 1.0  # 0 or less: no clipping
 

@@ -1,16 +1,14 @@
-"""The process around a run: compilation cache, logs, compilation counts, preemption.
+"""The process around a run: logs, compilation counts, preemption.
 
-Owns: the JAX persistent compilation cache (on by default, in the user cache folder) and with it
-the folder of runs' compiled programs (arner_jax.system.executables); the logger
-writing `train.log` (primary process only); counting XLA compilations; and noticing SIGTERM
-(preemption) so that the loop can save and stop at a step boundary. Starting several processes,
-barriers and "am I process 0" are arner_jax.system.distributed's.
+Owns: the logger writing `train.log` (primary process only); counting XLA compilations; and
+noticing SIGTERM (preemption) so that the loop can save and stop at a step boundary. Starting
+several processes, barriers and "am I process 0" are arner_jax.system.distributed's; the
+compilation cache and the compiled programs kept on disk are arner_jax.system.executables'.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -21,39 +19,6 @@ import jax
 from arner_jax.system.distributed import is_primary
 
 log = logging.getLogger("arner_jax")
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "arner_jax" / "jax_compilation_cache"
-
-
-_program_store: Path | None = None
-
-
-def enable_compilation_cache(folder: str | Path | None) -> Path | None:
-    """Use the persistent compilation cache in `folder`, and keep runs' compiled programs there
-    (arner_jax.system.executables) so that a repeated run starts warm. None or "": no program store for the
-    runs that follow (JAX's own cache, once on, stays on in this process: it only saves time)."""
-    global _program_store
-    if not folder:
-        _program_store = None
-        return None
-    folder = Path(folder).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    # Cache every program, small ones included, so that a second run compiles nothing.
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    from arner_jax.system.executables import store_folder
-
-    _program_store = store_folder(folder)
-    return folder
-
-
-def program_store_folder() -> Path | None:
-    """Where runs keep their compiled programs (None: not kept)."""
-    return _program_store
 
 
 def setup_logging(run_dir: Path, filename: str) -> None:

@@ -1,4 +1,4 @@
-"""Model cards (arner_jax.model_card): every figure of a card checked against the run it came from.
+"""Model cards (arner_jax.runs.model_card): every figure of a card checked against the run it came from.
 
 The run's files are read here with plain Python and JSON (the training file's entities, the
 training-set statistics), not with the code that wrote the card. The runs are the session's
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arner_jax import model_card
 from arner_jax.convert.__main__ import main as convert_main
+from arner_jax.runs import model_card
 from tests.conftest import shared_path
 
 

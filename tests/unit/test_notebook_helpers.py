@@ -1,12 +1,12 @@
-"""arner_jax.notebook: the smoke settings, data fetching checks, tables and entity highlighting."""
+"""arner_jax.system.notebook: the smoke settings, data fetching checks, tables and entity highlighting."""
 from __future__ import annotations
 
 import re
 
 import pytest
 
-from arner_jax import notebook as nb
 from arner_jax.data.wojood import WojoodFormatError, read_wojood
+from arner_jax.system import notebook as nb
 
 
 def test_preset_smoke_variant_overrides_encoder_and_sizes():

@@ -86,7 +86,7 @@ class SpanMarkerModel:
         """Write the PyTorch package's layout (config.json, model.safetensors, tokenizer files) and a
         model card (README.md: from the run folder when the model is one of our runs; `license` is
         recorded in it)."""
-        from arner_jax import model_card
+        from arner_jax.runs import model_card
 
         if self.source is not None and self.source[0] == "run":
             card = model_card.run_card(self.source[1], model_card.SPAN_MARKER, out_dir, license, span=self.config)

@@ -67,10 +67,10 @@ def setup_accelerator(root: str | Path | None = None) -> dict:
     """
     import jax
 
-    from arner_jax.train import runtime
+    from arner_jax.system import executables
 
     if root is not None:
-        runtime.enable_compilation_cache(Path(root) / "jax_compilation_cache")
+        executables.enable_compilation_cache(Path(root) / "jax_compilation_cache")
     devices = jax.devices()
     backend = jax.default_backend()
     info = {"backend": backend, "devices": len(devices), "processes": jax.process_count(),

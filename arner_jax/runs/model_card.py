@@ -322,12 +322,11 @@ def _encoder_line(config, encoder) -> str:
 
 
 def _hyperparameters(record, metrics: dict | None) -> list[tuple[str, Any]]:
-    from arner_jax.train.optim import OptimConfig
+    from arner_jax.config import ADAM_B1, ADAM_B2, ADAM_EPS
 
     cfg, family = record.config, record.family
     lr = cfg.learning_rate(family.fine_tune_lr)
     kind_of_run = "fine-tuning" if cfg.bert_model else "from-scratch"
-    adam = OptimConfig()
     rows: list[tuple[str, Any]] = [
         ("learning_rate", lr if cfg.lr is not None else f"{lr} (no --lr: the default of {kind_of_run} runs)"),
         ("train_batch_size", cfg.batch_size),
@@ -335,7 +334,7 @@ def _hyperparameters(record, metrics: dict | None) -> list[tuple[str, Any]]:
         ("total_train_batch_size", cfg.batch_size * cfg.grad_accum),
         ("eval_batch_size", cfg.eval_batch),
         ("seed", cfg.seed),
-        ("optimizer", f"AdamW with betas=({adam.b1},{adam.b2}) and epsilon={adam.eps} (arner_jax's fixed values), "
+        ("optimizer", f"AdamW with betas=({ADAM_B1},{ADAM_B2}) and epsilon={ADAM_EPS} (arner_jax's fixed values), "
                       "weight decay on weight matrices and embeddings only"),
         ("weight_decay", cfg.weight_decay),
         ("lr_scheduler_type", "linear (warmup from 0, then decay to 0 at the last update)"),
