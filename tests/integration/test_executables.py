@@ -110,12 +110,12 @@ def test_a_repeated_run_loads_its_programs_and_ends_with_the_same_metrics(tmp_pa
     cache = tmp_path / "cache"
     first = train_run(tmp_path / "first", "wojood_nested", *RUN, cache=cache)
     again = train_run(tmp_path / "again", "wojood_nested", *RUN, cache=cache)
-    plain = train_run(tmp_path / "plain", "wojood_nested", *RUN)  # no cache, no store: traced and compiled
     start = again["timing"]["epochs"][0]
     assert first["timing"]["epochs"][0]["programs_loaded"] == 0
     assert start["programs_loaded"] > 0 and start["compilations"] == 0 and start["compilation_cache_hits"] == 0
     same_results(again, first)
-    same_results(plain, first)
+    # a loaded program computes what a traced and jitted one does: the slow set's seed test compares a loaded
+    # run with one that has no cache and no store
 
 
 @pytest.mark.slow
