@@ -136,5 +136,8 @@ def test_programs_saved_by_one_seed_run_another_seed_as_its_own_programs(tmp_pat
     loaded = train_run(tmp_path / "seed2", preset, *flags, "--seed", "2", cache=cache)
     plain = train_run(tmp_path / "seed2_plain", preset, *flags, "--seed", "2")
     assert loaded["timing"]["epochs"][0]["programs_loaded"] > 0
-    assert loaded["timing"]["epochs"][0]["compilations"] == 0
+    if kind == "nested":  # the tagger's buckets are fitted to the sentences' lengths: no new shape
+        assert loaded["timing"]["epochs"][0]["compilations"] == 0
+    # (a span run fits its lengths to the first epoch's shuffled batches, so another seed may add a shape,
+    # compiled as a miss; the loaded programs must still compute what fresh ones do)
     same_results(loaded, plain)
