@@ -25,12 +25,17 @@ entry that cannot be read is compiled again (and rewritten); a program that cann
 do not use the store (an executable spans the processes' devices; each process would need the
 others' entries at once).
 
+What the store saves it compiles itself with JAX's persistent cache off: an XLA CPU executable read
+back from that cache serializes without its kernels (loading it later fails with "Function ... not
+found"), so a store miss costs one real compile.
+
 Entries are written once, atomically (a temporary file in the store folder, then a rename), and
 never removed by arner_jax: the folder lives inside the compilation cache folder, which the user
 owns and may clear.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -49,7 +54,7 @@ log = logging.getLogger("arner_jax")
 
 FOLDER = "arner_jax_executables"  # inside the compilation cache folder
 SUFFIX = ".jaxexe"
-FORMAT = "arner_jax-executable/1"
+FORMAT = "arner_jax-executable/2"  # 2: entries compiled outside JAX's cache
 _ENV_PREFIXES = ("XLA_", "JAX_", "LIBTPU", "TPU_", "CUDA_", "NVIDIA_", "NCCL_", "ROCM_", "HIP_")
 # JAX settings that do not change a compiled program (where programs are cached, logging).
 _CONFIG_IGNORED = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
@@ -203,7 +208,11 @@ class ProgramStore:
             except Exception as e:  # noqa: BLE001 - any unreadable entry is compiled again
                 log.warning("compiled program %s could not be loaded (%s: %s); compiling it again", path.name,
                             type(e).__name__, e)
-        program = jitted.lower(*args).compile()
+        # Compiled here, never taken from JAX's persistent cache: XLA's CPU executables read back from that
+        # cache serialize without their kernels, and a later run loading such an entry dies ("Function ...
+        # not found", jax 0.10.2). A store miss therefore costs one real compile, once.
+        with _without_persistent_cache():
+            program = jitted.lower(*args).compile()
         try:
             entry = pickle.dumps(serialize_executable.serialize(program))
         except Exception as e:  # noqa: BLE001 - e.g. closed-over constants: run it, do not store it
@@ -222,6 +231,17 @@ class ProgramStore:
         except OSError as e:  # a full or read-only cache folder costs speed, never the run
             log.warning("compiled program not saved to %s: %s", self.folder, e)
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _without_persistent_cache():
+    """JAX's persistent compilation cache off for the block (through the public setting, then restored)."""
+    before = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", before)
 
 
 def store_folder(compilation_cache: str | Path) -> Path:

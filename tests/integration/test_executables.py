@@ -97,6 +97,41 @@ def test_the_store_loads_what_it_saved_and_compiles_an_unreadable_entry_again(tm
     assert [p.name for p in tmp_path.iterdir()] == [entry.name]  # no temporary file left behind
 
 
+STORE_AFTER_CACHE = """
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from arner_jax.system.executables import ProgramStore, enable_compilation_cache
+cache = enable_compilation_cache(sys.argv[1])
+step = jax.jit(lambda x, w: (jnp.where(jnp.tanh(x @ w) > 0, x @ w, -2 * (x @ w)) ** 2).sum())
+args = (np.ones((64, 128), np.float32), np.full((128, 128), 0.01, np.float32))
+if sys.argv[2] == "fill_cache":  # JAX's own cache gets the program; the store has nothing
+    step.lower(*args).compile()
+    sys.exit()
+store = ProgramStore(cache / "arner_jax_executables", {"setting": 1})
+value = float(store.compiled("train", step, args, SCOPE)(*args))
+print(sys.argv[2], store.saved, store.loaded, value)
+"""
+
+
+def test_a_program_found_in_jaxs_cache_is_stored_whole(tmp_path):
+    """XLA's CPU executables read back from JAX's persistent cache serialize without their kernels (a run
+    loading such an entry dies: "Function ... not found"); the store compiles what it saves itself."""
+    import subprocess
+    import sys
+
+    def run(step: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", f"SCOPE = {SCOPE!r}\n" + STORE_AFTER_CACHE, str(tmp_path), step],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return out.stdout.split()
+
+    run("fill_cache")
+    saved = run("store")  # a new process: the program comes from JAX's cache
+    loaded = run("load")
+    assert saved[1:3] == ["1", "0"] and loaded[1:3] == ["0", "1"]
+    assert loaded[3] == saved[3]
+
+
 RUN = ["--synthetic", "--synthetic_sizes", "96", "16", "16", "--max_length", "64", "--batch_size", "8",
        "--lr", "2e-3", "--max_epochs", "1", "--scratch_hidden_size", "32", "--scratch_layers", "1"]
 
