@@ -7,7 +7,14 @@ Field names are the command-line flags (the reference's names kept: --output_pat
 CLI's, the rest are here); each field's help and choices are written once, in its metadata,
 and the CLI builds its flags from them. Every value is checked when a RunConfig is made, so a
 bad flag fails before anything is created, with a `ConfigError` that names the flag.
-No JAX here: readers, the CLI and the notebooks import this module cheaply.
+
+Settings that only one model family reads are not RunConfig fields: each family declares them as a
+`FamilyOptions` dataclass (fields made with `option`, the same help/choices metadata), and a
+RunConfig carries its kind's as `config.options`. The flags stay one flat namespace
+(`RunConfig(kind="nested", loss="ce")`, `--loss ce`, config.json's "run"): a name that is neither a
+RunConfig field nor an option of the kind's family is refused, naming the flag.
+No JAX here: readers, the CLI and the notebooks import this module cheaply (the built-in families'
+options live in modules without JAX: `arner_jax.models.base.options_type`).
 """
 from __future__ import annotations
 
@@ -15,21 +22,17 @@ import dataclasses
 import math
 from typing import Any
 
-from arner_jax.errors import UserError
+from arner_jax.errors import ConfigError
+from arner_jax.models.base import FamilyOptions, kinds, options_type
 
 # A from-scratch encoder needs a far larger step than fine-tuning a pretrained one (2e-5).
 SCRATCH_LR = 5e-4
 # AdamW's fixed values (not flags): torch.optim.AdamW's defaults, as the reference trains (SPEC 5)
 ADAM_B1, ADAM_B2, ADAM_EPS = 0.9, 0.999, 1e-8
-LOSSES = ("unified", "ce", "focal", "dice", "tversky")
 # The encoder's choices (arner_jax.encoders.model: ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES), written
 # here too so that this module imports no JAX; tests/unit/test_config.py checks they agree.
 ATTENTION = ("auto", "einsum", "xla", "cudnn")
 REMAT = ("none", "full", "dots_saveable", "dots_with_no_batch_dims_saveable")
-
-
-class ConfigError(UserError, ValueError):
-    """A setting that cannot be used; the message starts with the flag's name."""
 
 
 def _field(default: Any, help: str, choices: tuple | None = None, **more: Any):
@@ -39,9 +42,11 @@ def _field(default: Any, help: str, choices: tuple | None = None, **more: Any):
     return dataclasses.field(default=default, metadata=metadata)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(init=False)
 class RunConfig:
-    """The settings of a training run. Field names are the CLI flags."""
+    """The settings of a training run. Field names are the CLI flags; `options` holds the settings of the
+    kind's model family (FamilyOptions), given as flags of their own too: `RunConfig(kind="span_flat",
+    marker_max_length=16)`."""
 
     # ------------------------------------------------------------------ model kind and data
     kind: str = _field("nested", "nested: one head per type; flat: one head over flat tags; mtn: per-type heads "
@@ -76,20 +81,6 @@ class RunConfig:
     scratch_hidden_size: int = _field(128, "hidden size of the from-scratch encoder")
     scratch_layers: int = _field(2, "layers of the from-scratch encoder")
     scratch_heads: int = _field(2, "attention heads of the from-scratch encoder")
-    # ------------------------------------------------------------------ token taggers (SPEC 3, 4)
-    recipe: str = _field("arner", "nested/mtn: arner (first subwords trained, padding masked in attention, "
-                         "windows for long sentences) or um6p (the UM6P & UL reference exactly: every position "
-                         "trained, padding as <pad>, no attention mask, <pad>/tags/O heads, sentences cut at 510 "
-                         "subwords, its batching, validation loss and decoding; arner_jax/models/tagger/um6p.py)",
-                         ("arner", "um6p"))
-    loss: str = _field("unified", "training loss of each head (unified: 0.2 Dice + 0.2 Tversky + 0.2 focal + "
-                       "0.4 (CE + 5 IRM))", LOSSES)
-    var_penalty: float = _field(5.0, "weight of the variance of the per-type losses (0: off)")
-    head_reduction: str = _field("sum", "how the per-type losses are combined", ("sum", "mean"))
-    # ------------------------------------------------------------------ span models (SPEC 7)
-    marker_max_length: int = _field(128, "marker pairs (candidate spans) per row; more spans go into further rows")
-    entity_max_length: int = _field(8, "longest candidate span, in words")
-    threshold: float = _field(0.0, "decoding: drop entities whose probability is lower")
     # ------------------------------------------------------------------ optimizer (SPEC 5)
     lr: float | None = _field(None, "peak learning rate (default: the model family's fine-tuning rate with "
                               "--bert_model, 5e-4 from scratch)")
@@ -111,19 +102,36 @@ class RunConfig:
                            ("pmap", "shard_map"))
     checkpoint_every: int = _field(0, "also save the resumable state every N steps (0: after each epoch only)")
     log_every: int = _field(20, "log the training loss every N steps")
+    # ------------------------------------------------------------------ the family's own settings
+    options: FamilyOptions = _field(None, "the model family's own settings (FamilyOptions of --kind)")
+
+    def __init__(self, options: FamilyOptions | dict | None = None, **settings: Any):
+        for f in settings_fields():
+            value = settings.pop(f.name) if f.name in settings else (
+                f.default_factory() if f.default is dataclasses.MISSING else f.default)
+            setattr(self, f.name, value)
+        kind_options = _options_type(self.kind)
+        if isinstance(options, FamilyOptions):
+            if type(options) is not kind_options:
+                raise ConfigError(f"--kind {self.kind}: its settings are {kind_options.__name__}, not "
+                                  f"{type(options).__name__}")
+            options = options.to_dict()
+        names = {f.name for f in dataclasses.fields(kind_options)}
+        unknown = sorted(set(settings) - names)
+        if unknown:
+            raise ConfigError(f"--{unknown[0]}: not a setting of --kind {self.kind}; its own settings are "
+                              f"{', '.join('--' + n for n in sorted(names)) or 'none'}")
+        self.options = kind_options(**{**(options or {}), **settings})
+        self.__post_init__()
 
     def __post_init__(self):
-        from arner_jax.models.base import kinds
-
         self.synthetic_sizes = tuple(int(n) for n in self.synthetic_sizes)
-        for f in dataclasses.fields(self):
+        for f in settings_fields():
             choices = f.metadata.get("choices")
             if choices is not None and getattr(self, f.name) not in choices:
                 raise ConfigError(f"--{f.name} {getattr(self, f.name)!r}: must be one of {', '.join(choices)}")
-        if self.kind not in kinds():
-            raise ConfigError(f"--kind {self.kind!r}: must be one of {', '.join(kinds())}")
         positive = ("max_length", "scratch_vocab_size", "scratch_hidden_size", "scratch_layers", "scratch_heads",
-                    "marker_max_length", "entity_max_length", "grad_accum", "batch_size", "max_epochs", "patience",
+                    "grad_accum", "batch_size", "max_epochs", "patience",
                     "log_every")
         for name in positive:
             _check(name, getattr(self, name), isinstance(getattr(self, name), int) and getattr(self, name) > 0,
@@ -138,19 +146,16 @@ class RunConfig:
         for name, low, high, what in (("dropout", 0.0, 1.0, "in [0, 1)"), ("warmup_ratio", 0.0, 1.0, "in [0, 1)")):
             value = getattr(self, name)
             _check(name, value, _finite(value) and low <= value < high, what)
-        for name in ("weight_decay", "clip_norm", "var_penalty"):
+        for name in ("weight_decay", "clip_norm"):
             _check(name, getattr(self, name), _finite(getattr(self, name)) and getattr(self, name) >= 0,
                    "0 or a positive number")
-        _check("threshold", self.threshold, _finite(self.threshold) and 0 <= self.threshold <= 1, "in [0, 1]")
-        if self.recipe == "um6p" and self.kind not in ("nested", "mtn"):
-            raise ConfigError(f"--recipe um6p: the reference recipe is for --kind nested or mtn (the paper's systems), "
-                              f"not {self.kind!r}; use --kind mtn for flat data")
         paths = (self.train_path, self.val_path, self.test_path)
         if any(paths) and not all(paths):
             missing = [f"--{n}" for n, p in zip(("train_path", "val_path", "test_path"), paths) if not p]
             raise ConfigError(f"{' '.join(missing)}: missing; give all three data paths, or none")
         if sum((any(paths), bool(self.dataset), self.synthetic)) > 1:
             raise ConfigError("--dataset, --synthetic and the data paths exclude each other; give one of them")
+        self.options.check(self)
 
     # ------------------------------------------------------------------ derived settings
     @property
@@ -179,15 +184,28 @@ class RunConfig:
         return self.replace(**changes)
 
     def replace(self, **changes: Any) -> RunConfig:
-        return dataclasses.replace(self, **changes)
+        """A copy with `changes` (settings and options by name); another family's kind starts from that
+        family's default options."""
+        settings = self.to_dict()
+        if "kind" in changes and type(self.options) is not _options_type(changes["kind"]):
+            settings = {f.name: settings[f.name] for f in settings_fields()}
+        return RunConfig(**{**settings, **changes})
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting by its flag name, the family's options among them (config.json's "run")."""
+        return {**{f.name: getattr(self, f.name) for f in settings_fields()}, **self.options.to_dict()}
+
+    def get(self, name: str) -> Any:
+        """A setting or family option by its flag name."""
+        return self.to_dict()[name]
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        """A RunConfig from a dict (unknown keys, e.g. of a newer version, are ignored)."""
-        known = {f.name for f in dataclasses.fields(cls)}
+        """A RunConfig from a dict (keys that are neither settings nor the kind's options, e.g. of a newer
+        version or another family, are ignored)."""
+        known = {f.name for f in settings_fields()}
+        kind = raw.get("kind", cls.__dataclass_fields__["kind"].default)
+        known |= {f.name for f in dataclasses.fields(_options_type(kind))} if isinstance(kind, str) else set()
         return cls(**{k: v for k, v in raw.items() if k in known})
 
 
@@ -200,6 +218,19 @@ def _check(name: str, value: Any, ok: bool, what: str) -> None:
         raise ConfigError(f"--{name} {value!r}: must be {what}")
 
 
-def field_help(name: str) -> str:
-    """The help text of a RunConfig field (the CLI's flag help)."""
-    return next(f.metadata["help"] for f in dataclasses.fields(RunConfig) if f.name == name)
+def settings_fields() -> tuple[dataclasses.Field, ...]:
+    """RunConfig's settings (every field but `options`): the flags every kind has."""
+    return tuple(f for f in dataclasses.fields(RunConfig) if f.name != "options")
+
+
+def _options_type(kind: str) -> type[FamilyOptions]:
+    """The kind's FamilyOptions, checked not to take a RunConfig setting's name."""
+    if kind not in kinds():
+        raise ConfigError(f"--kind {kind!r}: must be one of {', '.join(kinds())}")
+    found = options_type(kind)
+    clash = sorted({f.name for f in dataclasses.fields(found)} & {f.name for f in settings_fields()})
+    if clash:
+        raise ValueError(f"{found.__name__} (the options of kind {kind!r}): {clash} are RunConfig settings already; "
+                         "rename them")
+    return found
+

@@ -18,6 +18,10 @@ class UserError(Exception):
     """An input that cannot be used; the message names it (file and line, or flag) and what to do."""
 
 
+class ConfigError(UserError, ValueError):
+    """A setting that cannot be used; the message starts with the flag's name (arner_jax.config)."""
+
+
 def one_line(message: str) -> str:
     """A message on one line (multi-line details joined with '; ')."""
     return "; ".join(part.strip() for part in str(message).splitlines() if part.strip())

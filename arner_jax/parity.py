@@ -147,12 +147,16 @@ def compare_um6p(folder: str | Path, parallel: str = "pmap", devices: int = 1, s
     from transformers import AutoTokenizer
 
     from arner_jax.config import RunConfig
-    from arner_jax.convert.um6p import params_to_reference, read_reference_state, reference_to_params
     from arner_jax.data.wojood import read_wojood
     from arner_jax.encoders import EncoderConfig
     from arner_jax.models import inference
     from arner_jax.models.base import family_for
     from arner_jax.models.parallel import StepBodies, make_parallel
+    from arner_jax.models.tagger.reference_checkpoint import (
+        params_to_reference,
+        read_reference_state,
+        reference_to_params,
+    )
     from arner_jax.models.tagger.um6p import ReferenceVocab, padded_length
     from arner_jax.train.optim import OptimConfig, lr_schedule, make_optimizer
 
@@ -227,7 +231,7 @@ def compare_um6p(folder: str | Path, parallel: str = "pmap", devices: int = 1, s
         ref = traj["steps"][s]
         heads = np.asarray(metrics["details"], np.float64)
         total_loss = float(metrics["loss"])
-        penalty = config.var_penalty * float(np.var(heads))  # the reference's 5 * population variance
+        penalty = config.options.var_penalty * float(np.var(heads))  # the reference's 5 * population variance
         for t, (a, b) in enumerate(zip(heads, ref["head_losses"])):
             note("head_loss", abs(a - b), _loss_ok(a, b), f"step {s + 1} head {t}")
         note("penalty", abs(penalty - ref["penalty"]), _loss_ok(penalty, ref["penalty"]), f"step {s + 1}")

@@ -1,6 +1,5 @@
-"""Checkpoint conversion and cross-framework checks (`python -m arner_jax.convert ...`).
-
-Modules: `verify` (our encoder against transformers), `pytorch` (tagger runs to PyTorch folders and
-back), `torch_tagger` (the PyTorch module of exported nested/MTN taggers; imports no JAX, which is
-why this package imports nothing itself).
+"""The conversion command (`python -m arner_jax.convert ...`): encoders checked against transformers, and
+runs exported and imported through their model families (each family owns its formats: the taggers'
+in arner_jax.models.tagger.export and .reference_checkpoint, SpanMarker's in
+arner_jax.models.span_marker). This package imports nothing itself.
 """

@@ -6,6 +6,11 @@
   to-span-marker  a span run's kept model as a folder of the PyTorch `span_marker` package
   from-um6p     a checkpoint of the UM6P & UL reference (AbdelkaderMH/ArabicNER) as a --recipe um6p run folder
   to-um6p       a --recipe um6p run's kept model as the reference's state dict (.safetensors or checkpoint .pt)
+  export        a run's kept model in any format its model family writes (--format; the to-* commands are
+                the built-in families' formats: pytorch, span-marker, um6p)
+
+Every export is the model family's own (`ModelFamily.export` / `verify_export`): this command checks
+the flags, loads nothing itself but what --verify compares against, and prints what was written.
 
 Exit status: 0 when the check passes, 1 when it does not, 2 when the input cannot be used (one
 line, `error: ...`, says which file and why). An output folder must be new, empty, or an earlier
@@ -67,15 +72,24 @@ def main(argv=None) -> int:
     ref_out.add_argument("--model_path", required=True, help="run folder of a --recipe um6p run")
     ref_out.add_argument("--output_path", required=True, help="file to write: NAME.safetensors or NAME.pt")
     ref_out.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    generic = sub.add_parser("export", help="a run's kept model in a format of its model family")
+    generic.add_argument("--model_path", required=True, help="run folder")
+    generic.add_argument("--format", required=True, help="one of the run's family's export formats")
+    generic.add_argument("--output_path", required=True, help="where to write (a folder, or a file for um6p)")
+    generic.add_argument("--verify", action="store_true", help="compare the export with the run's kept model")
+    generic.add_argument("--data_path", help="Wojood file for --verify (default: the run's test file)")
+    generic.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference for --verify")
+    generic.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
+    generic.add_argument("--license", help="the license to state in the model card")
     args = parser.parse_args(argv)
     commands = {"to-span-marker": _to_span_marker, "to-pytorch": _to_pytorch, "from-pytorch": _from_pytorch,
-                "verify": _verify, "from-um6p": _from_um6p, "to-um6p": _to_um6p}
+                "verify": _verify, "from-um6p": _from_um6p, "to-um6p": _to_um6p, "export": _export}
     with exit_on_user_error():
         return commands[args.command](args)
 
 
 def _verify(args) -> int:
-    from arner_jax.convert.verify import SAMPLE_SENTENCES, verify_encoder
+    from arner_jax.encoders.verify import SAMPLE_SENTENCES, verify_encoder
 
     result = verify_encoder(args.hf_model, args.text or SAMPLE_SENTENCES, dtype=args.dtype)
     if result.notes:
@@ -88,61 +102,52 @@ def _verify(args) -> int:
     return 0 if ok else 1
 
 
-def _to_pytorch(args) -> int:
-    from arner_jax.convert.pytorch import export_run, verify_export
+# The built-in formats' commands, and the command each format has (for messages).
+COMMAND_OF_FORMAT = {"pytorch": "to-pytorch", "span-marker": "to-span-marker", "um6p": "to-um6p"}
+
+
+def _export(args, format: str | None = None, **options) -> int:  # noqa: A002
+    """Write a run's kept model in `format` through its family, then (--verify) compare it with the run."""
     from arner_jax.runs.run_folder import read_run
 
+    format = format or args.format
     record = read_run(args.model_path)
-    data = Path(args.data_path) if args.data_path else record.data.get("test")
-    if args.verify and (data is None or not data.is_file()):
+    formats = record.family.export_formats
+    if format not in formats:
+        how = ", ".join(f"{f} (python -m arner_jax.convert {COMMAND_OF_FORMAT.get(f, 'export --format ' + f)})"
+                        for f in formats) or "no export format"
+        raise UserError(f"{args.model_path}: a {record.config.kind} run; its model family writes {how}, not {format}")
+    verify = getattr(args, "verify", False)
+    data = Path(args.data_path) if getattr(args, "data_path", None) else record.data.get("test")
+    if verify and (data is None or not data.is_file()):
         raise UserError(f"--verify: the run's test file {data} is not available; pass --data_path")
-    out = export_run(args.model_path, args.output_path, args.overwrite, args.license)
-    print(f"wrote {out} (its model card: {out / 'README.md'})")
-    if not args.verify:
+    out = record.family.export(args.model_path, format, args.output_path, overwrite=args.overwrite,
+                               license=getattr(args, "license", None), **options)
+    card = Path(out) / "README.md"
+    print(f"wrote {out}" + (f" (its model card: {card})" if card.is_file() else ""))
+    if not verify:
         return 0
-    check = verify_export(args.model_path, out, data)
-    ok = check.max_logit_diff < args.tolerance and check.differing_tags == 0
-    print(f"{data}: {check.words} words; largest |logit difference| {check.max_logit_diff:.3e} "
-          f"(tolerance {args.tolerance:g}); words with different predicted tags: {check.differing_tags} "
-          f"-> {'OK' if ok else 'FAIL'}")
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.predict import NERTagger
+
+    sentences = [s.words for s in read_wojood(data).sentences]
+    ours = NERTagger.from_pretrained(args.model_path, with_logits=True)
+    ok, line = record.family.verify_export(args.model_path, format, out, sentences, ours, args.tolerance)
+    print(f"{data}: {line} -> {'OK' if ok else 'FAIL'}")
     return 0 if ok else 1
+
+
+def _to_pytorch(args) -> int:
+    return _export(args, "pytorch")
 
 
 def _to_span_marker(args) -> int:
-    import numpy as np
-
-    from arner_jax.convert.pytorch import prepare_export_folder
-    from arner_jax.data.wojood import read_wojood
-    from arner_jax.models.span_marker import SpanMarkerModel
-    from arner_jax.runs.run_folder import read_run
-
-    record = read_run(args.model_path)
-    if "span-marker" not in record.family.export_formats:
-        raise UserError(f"{args.model_path}: a {record.config.kind} run; its family writes "
-                        f"{', '.join(record.family.export_formats)} (use that command)")
-    data = record.data.get("test")
-    if args.verify and (data is None or not data.is_file()):
-        raise UserError(f"--verify: the run's test file {data} is not available")
-    model = SpanMarkerModel.from_pretrained(args.model_path)
-    out = model.save_pretrained(prepare_export_folder(args.output_path, args.overwrite, "a span_marker export"),
-                                args.encoder_name, args.license)
-    print(f"wrote {out} (load it with span_marker.SpanMarkerModel.from_pretrained or ours; its model card: "
-          f"{out / 'README.md'})")
-    if not args.verify:
-        return 0
-    sentences = [s.words for s in read_wojood(data).sentences][:200]
-    back = SpanMarkerModel.from_pretrained(out)
-    diff = max((float(np.abs(a[1] - b[1]).max()) for a, b in zip(model.span_logits(sentences),
-                                                                  back.span_logits(sentences)) if len(a[0])),
-               default=0.0)
-    ok = diff == 0.0
-    print(f"{data}: {len(sentences)} sentences; largest |span logit difference| after the round trip {diff:.3e} "
-          f"-> {'OK' if ok else 'FAIL'}")
-    return 0 if ok else 1
+    args.tolerance = 0.0
+    return _export(args, "span-marker", encoder_name=args.encoder_name)
 
 
 def _from_pytorch(args) -> int:
-    from arner_jax.convert.pytorch import import_token_classifier
+    from arner_jax.models.tagger.export import import_token_classifier
 
     out = import_token_classifier(args.hf_model, args.output_path)
     print(f"wrote run folder {out}: use it with arner_jax.predict / arner_jax.evaluate")
@@ -150,7 +155,7 @@ def _from_pytorch(args) -> int:
 
 
 def _from_um6p(args) -> int:
-    from arner_jax.convert.um6p import import_reference_checkpoint
+    from arner_jax.models.tagger.reference_checkpoint import import_reference_checkpoint
 
     out = import_reference_checkpoint(args.checkpoint, args.kind, {s: getattr(args, f"{s}_path") for s in
                                                                    ("train", "val", "test")},
@@ -160,11 +165,9 @@ def _from_um6p(args) -> int:
 
 
 def _to_um6p(args) -> int:
-    from arner_jax.convert.um6p import export_reference_checkpoint
-
-    out = export_reference_checkpoint(args.model_path, args.output_path, args.overwrite)
-    print(f"wrote {out}: load it with the reference's BertNestedTagger / BertMTNTagger (load_state_dict)")
-    return 0
+    status = _export(args, "um6p")
+    print("load it with the reference's BertNestedTagger / BertMTNTagger (load_state_dict)")
+    return status
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Model families: the interface each one implements, and the registry from model kind to family.
 
 Owns: `ModelFamily` (what the trainer, the parallel steps, inference, evaluation, prediction,
-conversion and the CLI may ask of a model family), `EncodedSplit` (sentences made ready for a
-family's model), `Objective` (what the data-parallel steps need), and the registry. Nothing
+conversion and the CLI may ask of a model family), `FamilyOptions` (a family's own settings, which
+a RunConfig carries), `EncodedSplit` (sentences made ready for a family's model), `Objective` (what
+the data-parallel steps need), and the registry. Nothing
 outside a family module tests a model kind: it asks the family.
 
 A family is registered for one or more kinds. The built-in families are named here by module
@@ -10,18 +11,24 @@ A family is registered for one or more kinds. The built-in families are named he
 imported on first use, so that this module depends on none of them; other families register
 with `register_family`.
 
-Adding a family: subclass `ModelFamily` and `EncodedSplit`, give the model an `Objective`, and
-`register_family(MyFamily())`; the trainer, `NERTagger`, `evaluate` and the CLI then handle its
-kinds (tests/integration/test_families.py trains and predicts with a toy family defined inside the test).
+Adding a family: subclass `ModelFamily` and `EncodedSplit`, give the model an `Objective`, its own
+settings a `FamilyOptions` dataclass (`Options`; flags and config.json entries of their own), its
+export formats an `export` method, and `register_family(MyFamily())`; the trainer, `NERTagger`,
+`evaluate`, `convert` and the CLI then handle its kinds (tests/integration/test_families.py trains,
+reloads, predicts and exports with a toy family defined inside the test).
 """
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
+
+from arner_jax.errors import ConfigError
 
 # (label, first word, end word exclusive, score) of a decoded entity
 Entity = tuple[str, int, int, float]
@@ -32,7 +39,66 @@ _BUILTIN = {
     **dict.fromkeys(("nested", "flat", "mtn"), "arner_jax.models.tagger.family"),
     **dict.fromkeys(("span_flat", "span_nested"), "arner_jax.models.span_marker.family"),
 }
+# Where the built-in families' options live (modules without JAX, so that a RunConfig is cheap to make)
+_BUILTIN_OPTIONS = {
+    **dict.fromkeys(("nested", "flat", "mtn"), "arner_jax.models.tagger.options:TaggerOptions"),
+    **dict.fromkeys(("span_flat", "span_nested"), "arner_jax.models.span_marker.options:SpanOptions"),
+}
 _REGISTRY: dict[str, ModelFamily] = {}
+
+
+# ---------------------------------------------------------------------- a family's own settings
+def option(default: Any, help: str, choices: tuple | None = None, *, minimum: float | None = None,
+           maximum: float | None = None):
+    """A field of a family's `FamilyOptions`: its default, help (the flag's), and what values it takes
+    (`choices`, or a number of the default's type within [minimum, maximum])."""
+    metadata = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass
+class FamilyOptions:
+    """Settings one model family reads, carried by `RunConfig.options` (subclass as a dataclass whose
+    fields are made with `option`). Each value is checked when made; `check` sees the whole run."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if meta.get("choices") is not None:
+                if value not in meta["choices"]:
+                    raise ConfigError(f"--{f.name} {value!r}: must be one of {', '.join(meta['choices'])}")
+                continue
+            low, high = meta.get("minimum"), meta.get("maximum")
+            if low is None and high is None:
+                continue
+            whole = isinstance(f.default, int) and not isinstance(f.default, bool)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = number and (isinstance(value, int) if whole else math.isfinite(value))
+            ok = ok and (low is None or value >= low) and (high is None or value <= high)
+            if not ok:
+                raise ConfigError(f"--{f.name} {value!r}: must be {_range_text(whole, low, high)}")
+
+    def check(self, config: Any) -> None:
+        """Checks that need the rest of the run's settings (a RunConfig: e.g. its kind); raise ConfigError."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class NoOptions(FamilyOptions):
+    """A family without settings of its own."""
+
+
+def _range_text(whole: bool, low: float | None, high: float | None) -> str:
+    if whole and low == 1 and high is None:
+        return "a positive whole number"
+    if low == 0 and high is None:
+        return "0 or a positive number"
+    kind = "a whole number" if whole else "a number"
+    if high is None:
+        return f"{kind} of at least {low:g}"
+    return f"in [{low:g}, {high:g}]" if low is not None else f"{kind} of at most {high:g}"
 
 
 class Objective(Protocol):
@@ -143,10 +209,34 @@ class ModelFamily(abc.ABC):
 
     name: str = ""
     kinds: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()  # RunConfig fields only this family reads (the CLI shows them)
+    # the family's own settings, carried by RunConfig.options (flags of their own; the CLI shows them)
+    Options: type[FamilyOptions] = NoOptions
     fine_tune_lr: float = 2e-5  # default peak learning rate when fine-tuning a pretrained encoder
-    export_formats: tuple[str, ...] = ()  # what `python -m arner_jax.convert` can write of its runs
-    smoke_settings: dict = {}  # RunConfig settings of the family that presets' smoke variants shrink
+    smoke_settings: dict = {}  # settings (options included) that presets' smoke variants shrink
+
+    @classmethod
+    def option_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls.Options))
+
+    # ------------------------------------------------------------------ export
+    # What `python -m arner_jax.convert export --format FORMAT` can write of the family's runs (the
+    # built-in formats also have commands of their own: to-pytorch, to-span-marker, to-um6p).
+    export_formats: tuple[str, ...] = ()
+
+    def export(self, run_dir: Any, format: str, output_path: Any, *, overwrite: bool = False,  # noqa: A002
+               license: str | None = None, **options: Any) -> Any:
+        """Write the kept model of the run folder `run_dir` in `format` (one of `export_formats`) to
+        `output_path`; returns the path written. The family checks the output path (an export folder:
+        arner_jax.runs.export_folder) and refuses what it cannot write, with a UserError. `license`: for
+        the model card; `options`: the format's own flags."""
+        raise NotImplementedError(f"the {self.name} family writes no export format")
+
+    def verify_export(self, run_dir: Any, format: str, exported: Any, sentences: list[list[str]],  # noqa: A002
+                      ours: Any, tolerance: float) -> tuple[bool, str]:
+        """Compare an export with the run's kept model on `sentences` (word lists): (passed, one line
+        saying what was compared and the largest difference). `ours`: the kept model loaded for
+        inference with logits (arner_jax.predict.NERTagger), which the command builds."""
+        raise NotImplementedError(f"the {self.name} family cannot check its {format} export")
 
     # ------------------------------------------------------------------ labels
     @abc.abstractmethod
@@ -237,10 +327,20 @@ def family_for(kind: str) -> ModelFamily:
     return _REGISTRY[kind]
 
 
+def options_type(kind: str) -> type[FamilyOptions]:
+    """The FamilyOptions class of a kind, without importing its family's model code when built in."""
+    if kind in _REGISTRY:
+        return _REGISTRY[kind].Options
+    if kind in _BUILTIN_OPTIONS:
+        module, _, name = _BUILTIN_OPTIONS[kind].partition(":")
+        return getattr(importlib.import_module(module), name)
+    raise KeyError(f"no model family for kind {kind!r}; known kinds: {', '.join(kinds())}")
+
+
 def kinds() -> tuple[str, ...]:
     """Every kind a family is registered (or built in) for."""
     return tuple(dict.fromkeys([*_BUILTIN, *_REGISTRY]))
 
 
 __all__ = ["Entity", "EncodedSplit", "ModelFamily", "Objective", "WordTags", "family_for", "kinds",
-           "register_family"]
+           "options_type", "register_family"]

@@ -273,7 +273,7 @@ def usage(export_format: str, folder: Path, example: str) -> list[str]:
                 f"entities = ner({text})", "```"]
     words = json.dumps(example.split(), ensure_ascii=False)
     return ["PyTorch, without JAX (`pip install arner_jax[torch]`):", "", "```python",
-            "from arner_jax.convert.torch_tagger import TorchTagger", "",
+            "from arner_jax.models.tagger.torch_tagger import TorchTagger", "",
             f"tagger = TorchTagger.from_pretrained({path})",
             f"tags = tagger.word_tags([{words}])  # per word, its Wojood tags (outermost first)", "```"]
 
@@ -347,10 +347,10 @@ def _hyperparameters(record, metrics: dict | None) -> list[tuple[str, Any]]:
         ("max_length", cfg.max_length),
         ("dtype", cfg.dtype),
     ]
-    if "loss" not in family.options:
+    if "loss" not in family.option_names():
         rows.append(("loss", "cross-entropy over every candidate span" if family.name == "span"
                      else f"the {family.name} family's objective"))
-    rows += [(name, getattr(cfg, name)) for name in family.options]
+    rows += list(cfg.options.to_dict().items())
     if metrics is not None:
         timing = metrics.get("timing", {})
         rows += [("epochs_run", metrics["epochs_run"]), ("stopped_early", metrics["stopped_early"]),
@@ -420,8 +420,8 @@ def run_card(run_dir: str | Path, export_format: str, folder: str | Path, licens
     details = [("Model Type", f"{model_type}, kind {cfg.kind}"), ("Encoder", _encoder_line(cfg, record.encoder)),
                ("Maximum Sequence Length", f"{max_length} tokens")]
     if is_span:
-        entity_max = span.entity_max_length if span is not None else cfg.entity_max_length
-        marker_max = span.marker_max_length if span is not None else cfg.marker_max_length
+        entity_max = span.entity_max_length if span is not None else cfg.options.entity_max_length
+        marker_max = span.marker_max_length if span is not None else cfg.options.marker_max_length
         details += [("Maximum Entity Length", f"{entity_max} words"),
                     ("Maximum Marker Length", f"{marker_max} span markers per row")]
     data_line = f"{dataset_name} (training file {train_path})" if train_path else dataset_name

@@ -111,7 +111,7 @@ def command(run: Run, root: str | Path, smoke: bool = False, overrides: dict[str
         settings = {k: v for k, v in settings.items() if k not in SMOKE_OFFLINE}
     words = ["python", "-m", "arner_jax.train", "--preset", run.configuration.preset] + (["--smoke"] if smoke else [])
     for name in settings:
-        value = getattr(run.config, name)  # as the run will use it (paths absolute)
+        value = run.config.get(name)  # as the run will use it (paths absolute)
         if value is None or value is False:
             continue
         words.append(f"--{name}")

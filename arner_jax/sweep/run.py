@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from arner_jax.config import RunConfig
+from arner_jax.config import settings_fields
 from arner_jax.configs.grids import GRIDS, Grid, get_grid
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, one_line
 from arner_jax.runs.files import atomic_write_json
@@ -187,10 +187,12 @@ def build_parser() -> ArgumentParser:
 
 def training_overrides(grid: Grid, argv: Sequence[str]) -> dict[str, Any]:
     """The training flags given to the sweep, parsed by the training CLI's parser of each preset."""
+    from arner_jax.models.base import kinds, options_type
     from arner_jax.train.cli import RUN_FLAGS
     from arner_jax.train.cli import build_parser as training_parser
 
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    fields = {f.name for f in settings_fields()}
+    fields |= {o.name for kind in kinds() for o in dataclasses.fields(options_type(kind))}
     for word in argv:
         name = word[2:].split("=")[0] if word.startswith("--") else None
         if name is None:

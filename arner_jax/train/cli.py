@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from arner_jax.config import RunConfig
+from arner_jax.config import settings_fields
 from arner_jax.configs.presets import PRESETS, get_preset
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
 from arner_jax.models.base import family_for
@@ -59,12 +59,15 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
     p.add_argument("--coordinator_address", help="host:port of process 0 (default: $JAX_COORDINATOR_ADDRESS)")
     p.add_argument("--num_processes", type=int, help="processes in the job (default: $JAX_NUM_PROCESSES)")
     p.add_argument("--process_id", type=int, help="this process's index (default: $JAX_PROCESS_ID)")
-    shown = {o for kind in preset.kinds for o in family_for(kind).options}
-    hidden = {o for kind in _all_kinds() for o in family_for(kind).options} - shown
-    for field in dataclasses.fields(RunConfig):
-        name, value = field.name, getattr(defaults, field.name)
-        if name in hidden:
-            continue
+    # every setting, then the options of the preset's families (other families' options are not flags here)
+    flags = [(f, getattr(defaults, f.name)) for f in settings_fields()]
+    families = list(dict.fromkeys(family_for(kind) for kind in preset.kinds))
+    for family in families:
+        own = type(defaults.options) is family.Options
+        flags += [(f, getattr(defaults.options, f.name) if own else _default(f))
+                  for f in dataclasses.fields(family.Options)]
+    for field, value in flags:
+        name = field.name
         help_text = field.metadata["help"] + ("" if isinstance(value, bool) else f" (default: {value})")
         choices = list(preset.kinds) if name == "kind" else field.metadata.get("choices")
         if isinstance(value, bool):
@@ -77,10 +80,8 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
     return p
 
 
-def _all_kinds() -> tuple[str, ...]:
-    from arner_jax.models.base import kinds
-
-    return kinds()
+def _default(field: dataclasses.Field):
+    return field.default_factory() if field.default is dataclasses.MISSING else field.default
 
 
 def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") -> dict | None:

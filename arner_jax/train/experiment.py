@@ -15,7 +15,6 @@ The experiments' command line (train.cli), the sweeps and the notebooks all call
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -44,8 +43,8 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
     changed: list[str] = []
     if resume:  # a resumed run is the saved run: its schedule and data must not change
         saved = run_folder.read_run(run_dir).config
-        changed = [] if config is None else [f.name for f in dataclasses.fields(RunConfig)
-                                             if getattr(config, f.name) != getattr(saved, f.name)]
+        given, kept = ({}, {}) if config is None else (config.to_dict(), saved.to_dict())
+        changed = [name for name in given if given[name] != kept.get(name)]
         config = saved
     elif config is None:
         raise ValueError("a new run needs its RunConfig (config=None only resumes)")

@@ -139,10 +139,11 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
 
     family = family_for(config.kind)
     corpora = inputs.corpora
-    if "recipe" in family.options:
-        what = ("the UM6P & UL reference trainer exactly: arner_jax/models/tagger/um6p.py" if config.recipe == "um6p"
+    recipe = getattr(config.options, "recipe", None)
+    if recipe is not None:
+        what = ("the UM6P & UL reference trainer exactly: arner_jax/models/tagger/um6p.py" if recipe == "um6p"
                 else "first subwords trained, padding masked in attention, windows")
-        log.info("recipe %s (%s)", config.recipe, what)
+        log.info("recipe %s (%s)", recipe, what)
     if resume:  # the run's own tokenizer, encoder config and labels: the fresh run's, read back
         record = run_folder.read_run(run_dir)
         tokenizer = run_folder.load_tokenizer(run_dir, family)

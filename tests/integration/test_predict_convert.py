@@ -163,14 +163,24 @@ def test_predict_and_evaluate_command_lines(nested_run, tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- conversion
+def with_logits(run):
+    from arner_jax.predict import NERTagger
+
+    return NERTagger.from_pretrained(run, with_logits=True)
+
+
+def words_of(path) -> list[list[str]]:
+    return [s.words for s in read_wojood(path).sentences]
+
+
 def test_nested_export_matches_and_imports_without_jax(nested_run, tmp_path):
-    from arner_jax.convert.pytorch import export_run, verify_export
+    from arner_jax.models.tagger.export import export_run, verify_export
 
     out = export_run(nested_run, tmp_path / "torch")
-    check = verify_export(nested_run, out, nested_run / "data" / "test.txt")
+    check = verify_export(with_logits(nested_run), out, words_of(nested_run / "data" / "test.txt"))
     assert check.words > 500 and check.max_logit_diff < 1e-4 and check.differing_tags == 0
     code = ("import sys; sys.modules['jax'] = None; sys.modules['flax'] = None\n"
-            "from arner_jax.convert.torch_tagger import TorchTagger\n"
+            "from arner_jax.models.tagger.torch_tagger import TorchTagger\n"
             f"t = TorchTagger.from_pretrained({str(out)!r})\n"
             "print(t.word_tags([['مجلس', 'الأمن', 'في', 'نابلس']])[0])\n"
             "assert 'jax' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]")
@@ -181,7 +191,7 @@ def test_nested_export_matches_and_imports_without_jax(nested_run, tmp_path):
 def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
     from transformers import pipeline
 
-    from arner_jax.convert.pytorch import (
+    from arner_jax.models.tagger.export import (
         export_run,
         import_token_classifier,
         verify_export,
@@ -190,7 +200,7 @@ def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
     from arner_jax.runs.loading import load_run
 
     out = export_run(flat_run, tmp_path / "hf")
-    check = verify_export(flat_run, out, flat_run / "data" / "test.txt")
+    check = verify_export(with_logits(flat_run), out, words_of(flat_run / "data" / "test.txt"))
     assert check.max_logit_diff < 1e-4 and check.differing_tags == 0
     config = json.loads((out / "config.json").read_text())
     assert config["architectures"] == ["BertForTokenClassification"] and config["id2label"]["0"] == "O"
@@ -210,8 +220,8 @@ def test_flat_export_runs_in_the_pipeline_and_imports_back(flat_run, tmp_path):
 
 
 def test_import_refuses_labels_that_are_not_iob2(flat_run, tmp_path):
-    from arner_jax.convert.pytorch import export_run, import_token_classifier
     from arner_jax.encoders import CheckpointError
+    from arner_jax.models.tagger.export import export_run, import_token_classifier
 
     out = export_run(flat_run, tmp_path / "hf")
     config = json.loads((out / "config.json").read_text())

@@ -52,7 +52,7 @@ def test_presets_give_valid_configs_with_smoke_variants_and_documented_commands(
 def test_smoke_variant_ignores_encoder_and_data_overrides():
     smoke = PRESETS["wojood_nested"].config(True, bert_model="UBC-NLP/ARBERTv2", train_path="t.txt",
                                             val_path="v.txt", test_path="x.txt", loss="ce")
-    assert (smoke.bert_model, smoke.train_path, smoke.synthetic, smoke.loss) == (None, None, True, "ce")
+    assert (smoke.bert_model, smoke.train_path, smoke.synthetic, smoke.options.loss) == (None, None, True, "ce")
 
 
 def test_attention_and_remat_choices_are_the_encoders():

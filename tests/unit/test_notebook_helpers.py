@@ -14,13 +14,13 @@ def test_preset_smoke_variant_overrides_encoder_and_sizes():
 
     preset = PRESETS["wikiann_span_marker"]
     full = preset.config(False, bert_model="xlm-roberta-base", dataset="wikiann:ar", max_epochs=10)
-    assert (full.bert_model, full.dataset, full.max_epochs, full.marker_max_length) == (
+    assert (full.bert_model, full.dataset, full.max_epochs, full.options.marker_max_length) == (
         "xlm-roberta-base", "wikiann:ar", 10, 128)
     smoke = preset.config(True, bert_model="xlm-roberta-base", dataset="wikiann:ar", dtype="bfloat16")
     assert smoke.bert_model is None and smoke.dataset is None and smoke.synthetic and smoke.dtype == "bfloat16"
-    assert (smoke.max_epochs, smoke.scratch_hidden_size, smoke.marker_max_length) == (1, 32, 16)
+    assert (smoke.max_epochs, smoke.scratch_hidden_size, smoke.options.marker_max_length) == (1, 32, 16)
     tagger = PRESETS["wojood_nested"].config(True, loss="dice")
-    assert tagger.loss == "dice" and tagger.marker_max_length == 128  # span sizes only for span kinds
+    assert tagger.options.loss == "dice" and not hasattr(tagger.options, "marker_max_length")  # the tagger's own
 
 
 def test_fetch_wojood_sample_is_the_shipped_copy(tmp_path):

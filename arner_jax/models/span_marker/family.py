@@ -30,6 +30,7 @@ from arner_jax.models.base import (
 from arner_jax.models.span_marker import spans as S
 from arner_jax.models.span_marker.checkpoint import SpanConfig, add_markers, usable_length
 from arner_jax.models.span_marker.model import SpanMarker, SpanObjective
+from arner_jax.models.span_marker.options import SpanOptions
 
 log = logging.getLogger("arner_jax")
 NESTED_KIND = "span_nested"
@@ -165,9 +166,33 @@ def encode_texts(texts: Sequence, tokenizer, span: SpanConfig, max_tokens: int, 
 class SpanFamily(ModelFamily):
     name = "span"
     kinds = ("span_flat", NESTED_KIND)
-    options = ("marker_max_length", "entity_max_length", "threshold")
+    Options = SpanOptions
     fine_tune_lr = 1e-5  # SpanMarker's published WikiANN setting
-    export_formats = ("span-marker",)
+    export_formats = ("span-marker",)  # the PyTorch span_marker package's folder
+
+    def export(self, run_dir, format, output_path, *, overwrite=False, license=None, encoder_name="",  # noqa: A002
+               **options):
+        """`encoder_name`: the base encoder's hub id to record (span_marker reads its config and tokenizer
+        there); "" writes them to OUTPUT/encoder and records that path."""
+        from arner_jax.models.span_marker.pretrained import SpanMarkerModel
+        from arner_jax.runs.export_folder import prepare_export_folder
+
+        model = SpanMarkerModel.from_pretrained(run_dir)
+        return model.save_pretrained(prepare_export_folder(output_path, overwrite, "a span_marker export"),
+                                     encoder_name, license)
+
+    def verify_export(self, run_dir, format, exported, sentences, ours, tolerance):  # noqa: A002
+        """The written folder loaded back: every candidate span's logits as the run's (exactly)."""
+        import numpy as np
+
+        from arner_jax.models.span_marker.pretrained import SpanMarkerModel
+
+        sentences = sentences[:200]  # a round trip of the same weights: a sample tells as much as the file
+        model, back = SpanMarkerModel.from_pretrained(run_dir), SpanMarkerModel.from_pretrained(exported)
+        pairs = zip(model.span_logits(sentences), back.span_logits(sentences))
+        diff = max((float(np.abs(a[1] - b[1]).max()) for a, b in pairs if len(a[0])), default=0.0)
+        return diff == 0.0, (f"{len(sentences)} sentences; largest |span logit difference| after the round trip "
+                             f"{diff:.3e}")
     smoke_settings = {"marker_max_length": 16, "entity_max_length": 4}
 
     def label_space(self, config, corpora) -> list[str]:
@@ -199,7 +224,7 @@ class SpanFamily(ModelFamily):
         return usable_length(config.max_length, encoder)
 
     def span_config(self, config, labels: list[str], encoder: EncoderConfig) -> SpanConfig:
-        return SpanConfig(list(labels), config.marker_max_length, config.entity_max_length,
+        return SpanConfig(list(labels), config.options.marker_max_length, config.options.entity_max_length,
                           self.max_length(config, encoder))
 
     def build(self, config, encoder, labels, tokenizer) -> SpanMarker:
@@ -228,9 +253,9 @@ class SpanFamily(ModelFamily):
         return {**params, "encoder": encoder_params}
 
     def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> SpanSplit:
-        span = SpanConfig(list(labels), config.marker_max_length, config.entity_max_length, max_length)
+        span = SpanConfig(list(labels), config.options.marker_max_length, config.options.entity_max_length, max_length)
         return encode_texts([s.words for s in sentences], tokenizer, span, max_length, int(tokenizer.pad_token_id),
-                            self.nested(config), sentences if labelled else None, config.threshold,
+                            self.nested(config), sentences if labelled else None, config.options.threshold,
                             seed=config.seed)
 
 

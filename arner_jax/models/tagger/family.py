@@ -38,6 +38,7 @@ from arner_jax.models.base import (
     register_family,
 )
 from arner_jax.models.tagger.losses import LossConfig, batch_statistics, loss_from_statistics
+from arner_jax.models.tagger.options import TaggerOptions
 from arner_jax.models.tagger.um6p import ReferenceSplit, ReferenceVocab, encode_reference
 
 
@@ -210,12 +211,33 @@ class TaggerSplit(EncodedSplit):
 class TaggerFamily(ModelFamily):
     name = "tagger"
     kinds = tuple(KINDS)
-    options = ("recipe", "loss", "var_penalty", "head_reduction")
+    Options = TaggerOptions
     fine_tune_lr = 2e-5  # the Wojood reference
-    export_formats = ("pytorch",)
+    # pytorch: a Hugging Face folder (flat) or encoder + heads for torch_tagger.TorchTagger (nested, MTN);
+    # um6p: a --recipe um6p run as the reference's state dict (a file: NAME.safetensors or NAME.pt)
+    export_formats = ("pytorch", "um6p")
+
+    def export(self, run_dir, format, output_path, *, overwrite=False, license=None, **options):  # noqa: A002
+        if format == "um6p":
+            from arner_jax.models.tagger.reference_checkpoint import export_reference_checkpoint
+
+            return export_reference_checkpoint(run_dir, output_path, overwrite)
+        from arner_jax.models.tagger.export import export_run
+
+        return export_run(run_dir, output_path, overwrite, license)
+
+    def verify_export(self, run_dir, format, exported, sentences, ours, tolerance):  # noqa: A002
+        if format != "pytorch":
+            return super().verify_export(run_dir, format, exported, sentences, ours, tolerance)
+        from arner_jax.models.tagger.export import verify_export
+
+        check = verify_export(ours, exported, sentences)
+        return check.passed(tolerance), (f"{check.words} words; largest |logit difference| {check.max_logit_diff:.3e} "
+                                         f"(tolerance {tolerance:g}); words with different predicted tags: "
+                                         f"{check.differing_tags}")
 
     def label_space(self, config, corpora) -> LabelVocab | ReferenceVocab:
-        if config.recipe == "um6p":  # the reference's vocabularies, from train+val+test in file order
+        if config.options.recipe == "um6p":  # the reference's vocabularies, from train+val+test in file order
             return ReferenceVocab.from_sentences([s for c in corpora for s in c.sentences], config.kind)
         return LabelVocab.from_corpus(Corpus([s for c in corpora for s in c.sentences]))
 
@@ -226,7 +248,7 @@ class TaggerFamily(ModelFamily):
         return ReferenceVocab.from_json(data) if data.get("recipe") == "um6p" else LabelVocab.from_json(data)
 
     def corpus_types(self, config, corpus) -> set[str]:
-        if config.recipe == "um6p" and config.kind == "mtn":  # the reference's MTN reads each word's first tag
+        if config.options.recipe == "um6p" and config.kind == "mtn":  # the reference's MTN reads each word's first tag
             return {t[2:] for s in corpus.sentences for tags in s.tags for t in tags[:1] if t != "O"}
         return super().corpus_types(config, corpus)
 
@@ -254,7 +276,8 @@ class TaggerFamily(ModelFamily):
 
     def objective(self, config, labels, model, with_logits: bool = False) -> TaggerObjective:
         spec = KINDS[config.kind]
-        loss = LossConfig(name=config.loss, var_penalty=config.var_penalty, head_reduction=config.head_reduction)
+        loss = LossConfig(name=config.options.loss, var_penalty=config.options.var_penalty,
+                          head_reduction=config.options.head_reduction)
         if isinstance(labels, ReferenceVocab):
             return TaggerObjective(model.apply, spec, labels.class_mask(), loss, with_logits, reference_decoding=True)
         return TaggerObjective(model.apply, spec, class_mask(spec, labels), loss, with_logits)

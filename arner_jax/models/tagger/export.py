@@ -1,24 +1,24 @@
-"""Tagger run folders to PyTorch and back.
+"""The taggers' PyTorch export and import (the tagger family's `export` / `verify_export` call these).
 
 Owns:
   export_run      a tagger run's kept model as a PyTorch folder. A flat (single-head) tagger becomes a
                   Hugging Face `BertForTokenClassification` / `XLMRobertaForTokenClassification`
                   folder (id2label, tokenizer, safetensors) that `pipeline("token-classification")`
                   loads; nested and MTN taggers become the Hugging Face encoder folder plus the heads
-                  (`arner_heads.safetensors`, `arner_tagger.json`) for `arner_jax.convert.torch_tagger`.
+                  (`arner_heads.safetensors`, `arner_tagger.json`) for
+                  `arner_jax.models.tagger.torch_tagger.TorchTagger`.
   verify_export   both frameworks on a labelled file: largest logit difference, identical tags.
   import_token_classifier   a Hugging Face token-classification checkpoint (IOB2 labels) as a run
                   folder of the flat tagger, which predict/evaluate then use like any run.
-Every folder written is marked as an export (`EXPORT_MARKER`) and gets a model card (README.md,
-arner_jax.runs.model_card); an output folder that holds other
-files, or a run folder, is refused, and an earlier export is replaced only with overwrite=True.
+Every folder written is an export folder (arner_jax.runs.export_folder) with a model card (README.md,
+arner_jax.runs.model_card).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,34 +35,15 @@ from arner_jax.errors import UserError
 from arner_jax.models.base import family_for
 from arner_jax.runs import run_folder
 from arner_jax.runs.checkpoints import save_params
+from arner_jax.runs.export_folder import prepare_export_folder
 from arner_jax.runs.loading import load_run
 
 TOKEN_CLASSIFIER = {"bert": "BertForTokenClassification", "xlm-roberta": "XLMRobertaForTokenClassification",
                     "roberta": "RobertaForTokenClassification"}
-EXPORT_MARKER = ".arner_jax_export"
 
 
 def _architecture(config: EncoderConfig) -> str:
     return TOKEN_CLASSIFIER.get(config.model_type, TOKEN_CLASSIFIER[config.family])
-
-
-def prepare_export_folder(out: str | Path, overwrite: bool, what: str = "an export") -> Path:
-    """An empty folder to write `what` into: refuses a run folder and folders of other files; an
-    earlier export of arner_jax is replaced only with `overwrite`."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: is a file; --output_path must be a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if run_folder.is_run_folder(out):
-            raise UserError(f"{out}: is a run folder; write {what} to another --output_path")
-        if not (out / EXPORT_MARKER).is_file():
-            raise UserError(f"{out}: holds files arner_jax did not write; choose an empty or new --output_path")
-        if not overwrite:
-            raise UserError(f"{out}: holds an earlier export; pass --overwrite to replace it")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / EXPORT_MARKER).write_text(what + "\n", encoding="utf-8")
-    return out
 
 
 def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool = False,
@@ -74,10 +55,10 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
     from arner_jax.runs import model_card
 
     run = load_run(model_path)
-    if "pytorch" not in run.family.export_formats:
-        raise UserError(f"{model_path}: a {run.config.kind} run cannot be exported to PyTorch as a tagger; its "
-                        f"family writes {', '.join(run.family.export_formats) or 'no export format'}")
-    if getattr(run.config, "recipe", "arner") == "um6p":
+    if run.family.name != "tagger":
+        raise UserError(f"{model_path}: a {run.config.kind} run is not a tagger; its family writes "
+                        f"{', '.join(run.family.export_formats) or 'no export format'}")
+    if run.config.options.recipe == "um6p":
         raise UserError(f"{model_path}: a --recipe um6p run has the reference's heads (<pad>, tags, O); write it in "
                         "the reference's layout with `python -m arner_jax.convert to-um6p`")
     spec = run.family.spec(run.config)
@@ -95,8 +76,8 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
                                 label2id={t: i for i, t in enumerate(tags)})
         write_hf_folder(out, state, config)
     else:
-        from arner_jax.convert.torch_tagger import HEADS_FILE, META_FILE
         from arner_jax.encoders import save_pretrained_encoder
+        from arner_jax.models.tagger.torch_tagger import HEADS_FILE, META_FILE
 
         save_pretrained_encoder(out, run.params["encoder"], run.encoder)
         save_file({"kernel": params["head_kernel"], "bias": params["head_bias"]}, str(out / HEADS_FILE))
@@ -114,22 +95,21 @@ class ExportCheck:
     max_logit_diff: float
     differing_tags: int  # words whose predicted tags differ
 
+    def passed(self, tolerance: float) -> bool:
+        return self.max_logit_diff < tolerance and self.differing_tags == 0
 
-def verify_export(model_path: str | Path, exported: str | Path, data_path: str | Path) -> ExportCheck:
-    """Run the JAX run folder and its PyTorch export on a Wojood file's words and compare."""
+
+def verify_export(ours: Any, exported: str | Path, sentences: list[list[str]]) -> ExportCheck:
+    """Run the kept model (`ours`: arner_jax.predict.NERTagger with logits, which the caller loads) and
+    its PyTorch export in `exported` on the same words, and compare."""
     import torch
 
-    from arner_jax.data.wojood import read_wojood
-    from arner_jax.predict import NERTagger
-
-    sentences = [s.words for s in read_wojood(data_path).sentences]
-    ours = NERTagger.from_pretrained(model_path, with_logits=True)
     split, outputs = ours.outputs(sentences)
     jax_out = split.per_word(outputs)
     if ours.family.spec(ours.config).flat_head:
         theirs = _hf_token_classifier_outputs(exported, split)
     else:
-        from arner_jax.convert.torch_tagger import TorchTagger
+        from arner_jax.models.tagger.torch_tagger import TorchTagger
 
         with torch.no_grad():
             theirs = TorchTagger.from_pretrained(exported).tag_words(sentences)
