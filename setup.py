@@ -31,9 +31,10 @@ GCS_TEST = ["gcp-storage-emulator==2026.7.19", "gcsfs==2026.10.1", "google-cloud
 EXTRAS = {
     "torch": TORCH,
     "notebook": NOTEBOOK,
-    # The tests execute the notebooks (nbclient, a Python kernel) and serve gs:// locally (GCS_TEST).
-    "test": TORCH + NOTEBOOK + ["pytest>=7", "nbclient>=0.9", "nbformat>=5.9", "ipykernel>=6.25", "ruff>=0.6"]
-    + GCS_TEST,
+    # The tests execute the notebooks (nbclient, a Python kernel), run in two processes (pytest-xdist; the
+    # shared trained runs are made once under a file lock) and serve gs:// locally (GCS_TEST).
+    "test": TORCH + NOTEBOOK + ["pytest>=7", "pytest-xdist>=3.6", "filelock>=3.12", "nbclient>=0.9", "nbformat>=5.9",
+                                "ipykernel>=6.25", "ruff>=0.6"] + GCS_TEST,
     # TPU VM / Colab TPU: the TPU build of JAX.
     "tpu": ["jax[tpu]"],
     # NVIDIA GPU hosts (CUDA 12 wheels; use jax[cuda13] on CUDA 13 drivers).

@@ -90,14 +90,39 @@ def tiny_bert(tmp_path_factory):
 
 
 # ----------------------------------------------------------------------------- trained runs, shared
-# Every test that only needs a trained model uses one of these (trained once per session, in-process).
+# Every test that only needs a trained model uses one of these: trained once per session, in-process,
+# also when pytest-xdist runs the tests in several processes (the README's command: `-n 2`), where the
+# first worker to ask trains it under a file lock and the others read the finished folder.
 QUIET = ["--log_every", "100000"]
+
+
+def session_folder(tmp_path_factory) -> Path:
+    """A folder of this test session that every xdist worker sees (each worker's basetemp is a child)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """`session_folder/name`, filled by `make(folder)` by the first process of the session to ask."""
+    from filelock import FileLock
+
+    folder = session_folder(tmp_path_factory) / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".complete").is_file():
+            if folder.exists():  # a worker that died while making it: start again
+                import shutil
+
+                shutil.rmtree(folder)
+            folder.mkdir(parents=True)
+            make(folder)
+            (folder / ".complete").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
 def compilation_cache(tmp_path_factory):
     """One persistent compilation cache for the session's runs (identical programs compile once)."""
-    return tmp_path_factory.mktemp("jax_cache")
+    return made_once(tmp_path_factory, "jax_cache", lambda folder: None)
 
 
 def train_run(out: Path, preset: str, *flags: str, cache: Path | None = None) -> dict:
@@ -111,33 +136,36 @@ def train_run(out: Path, preset: str, *flags: str, cache: Path | None = None) ->
 @pytest.fixture(scope="session")
 def nested_run(tmp_path_factory, compilation_cache):
     """A nested tagger from scratch that has learned the synthetic corpus (its data in run/data)."""
-    out = tmp_path_factory.mktemp("nested") / "run"
-    train_run(out, "wojood_nested", "--synthetic", "--synthetic_sizes", "800", "80", "80", "--max_epochs", "6",
-              "--scratch_hidden_size", "64", "--lr", "2e-3", "--max_length", "512", cache=compilation_cache)
-    return out
+    return made_once(tmp_path_factory, "nested", lambda folder: train_run(
+        folder / "run", "wojood_nested", "--synthetic", "--synthetic_sizes", "800", "80", "80", "--max_epochs", "6",
+        "--scratch_hidden_size", "64", "--lr", "2e-3", "--max_length", "512", cache=compilation_cache)) / "run"
 
 
 @pytest.fixture(scope="session")
 def flat_run(tmp_path_factory, compilation_cache):
-    out = tmp_path_factory.mktemp("flat") / "run"
-    train_run(out, "wojood_flat", "--synthetic", "--synthetic_sizes", "800", "80", "80", "--max_epochs", "6",
-              "--scratch_hidden_size", "64", "--lr", "2e-3", cache=compilation_cache)
-    return out
+    return made_once(tmp_path_factory, "flat", lambda folder: train_run(
+        folder / "run", "wojood_flat", "--synthetic", "--synthetic_sizes", "800", "80", "80", "--max_epochs", "6",
+        "--scratch_hidden_size", "64", "--lr", "2e-3", cache=compilation_cache)) / "run"
 
 
 @pytest.fixture(scope="session")
 def span_run(tmp_path_factory, tiny_bert, compilation_cache):
-    """A span_nested model fine-tuned from the tiny BERT on a small synthetic corpus; (folder, metrics)."""
+    """A span_nested model fine-tuned from the tiny BERT on a small synthetic corpus; (folder, metrics, corpus)."""
+    import json
+
     from arner_jax.data.synthetic import write_synthetic_corpus
 
-    corpus = write_synthetic_corpus(tmp_path_factory.mktemp("span_corpus"), seed=4,
-                                    sizes={"train": 240, "val": 40, "test": 40})
-    out = tmp_path_factory.mktemp("span") / "run"
-    metrics = train_run(out, "wojood_span_nested", "--train_path", str(corpus["train"]), "--val_path",
-                        str(corpus["val"]), "--test_path", str(corpus["test"]), "--bert_model", str(tiny_bert),
-                        "--max_length", "62", "--marker_max_length", "32", "--max_epochs", "4", "--batch_size", "8",
-                        "--lr", "4e-3", cache=compilation_cache)
-    return out, metrics, corpus
+    def make(folder: Path) -> None:
+        corpus = write_synthetic_corpus(folder / "corpus", seed=4, sizes={"train": 240, "val": 40, "test": 40})
+        train_run(folder / "run", "wojood_span_nested", "--train_path", str(corpus["train"]), "--val_path",
+                  str(corpus["val"]), "--test_path", str(corpus["test"]), "--bert_model", str(tiny_bert),
+                  "--max_length", "62", "--marker_max_length", "32", "--max_epochs", "4", "--batch_size", "8",
+                  "--lr", "4e-3", cache=compilation_cache)
+
+    folder = made_once(tmp_path_factory, "span", make)
+    corpus = {split: folder / "corpus" / f"{split}.txt" for split in ("train", "val", "test")}
+    assert all(path.is_file() for path in corpus.values()), sorted((folder / "corpus").iterdir())
+    return folder / "run", json.loads((folder / "run" / "metrics.json").read_text()), corpus
 
 
 # ----------------------------------------------------------------------------- a local GCS server
