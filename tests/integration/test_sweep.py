@@ -203,6 +203,7 @@ def test_report_of_a_partial_sweep_reads_only(failing_sweep, tmp_path):
 
 
 # ----------------------------------------------------------------------------- kill and restart
+@pytest.mark.slow  # a kill, as the other kill tests (30 s); the default set records a failed run and reports it
 def test_a_killed_sweep_restarts_without_retraining_its_finished_run(tmp_path, compilation_cache, capsys):
     from arner_jax.sweep import report
 
