@@ -34,6 +34,9 @@ SPAN_CONFIGS = [("pmap", 1), ("pmap", 4), ("shard_map", 2)]
 # (shard_map is in the quick span runs)
 QUICK = [("pmap", 1, 1), ("pmap", 2, 4)]
 SPAN_QUICK = [("pmap", 1), ("shard_map", 2)]
+# accumulated gradients against the whole batch's (accumK/devices); --quick: accumulation over 2 devices
+GRADIENT = ("accum2/1", "accum4/1", "accum2/2")
+GRADIENT_QUICK = ("accum2/2",)
 # The runs' parameters agree to 1e-5 (another device count sums in another order), so their logits agree to
 # about that: a predicted class must be the base run's where no logits within LOGIT_TOL could change it,
 # and one of the near-top classes where they could (a random tiny model has near ties)
@@ -103,7 +106,8 @@ def main():
     base = runs["pmap/accum1/1"]  # every run sees the same rows: all equal the whole-batch run
     for name, (_, _, pred, _, _) in runs.items():
         report[name] = compare(runs[name], base, params, same_predictions(pred, base[2], "ids", objective.class_mask))
-    report["accumulated_gradient"] = accumulated_gradient_difference(model, params, objective, data[0])
+    report["accumulated_gradient"] = accumulated_gradient_difference(model, params, objective, data[0],
+                                                                     GRADIENT_QUICK if quick else GRADIENT)
     report.update(span_runs(SPAN_QUICK if quick else SPAN_CONFIGS))
     try:
         make_parallel("pmap", StepBodies(objective), jax.devices()[:4]).check_batch_size(6)
@@ -113,12 +117,12 @@ def main():
     json.dump(report, sys.stdout)
 
 
-def accumulated_gradient_difference(model, params, objective, batch) -> dict:
+def accumulated_gradient_difference(model, params, objective, batch, names) -> dict:
     """One SGD step with lr 1 (the update is minus the gradient): 2 x 4 rows accumulated vs 8 rows at once,
     on 1 and 2 devices; the largest absolute difference of every gradient entry and of the loss."""
     out = {}
     grads = {}
-    for accum, n in ((1, 1), (2, 1), (4, 1), (2, 2)):
+    for accum, n in [(1, 1)] + [tuple(int(x) for x in name[len("accum"):].split("/")) for name in names]:
         par = make_parallel("pmap", StepBodies(objective, grad_accum=accum), jax.devices()[:n])
         state = par.put_state(TrainState.create(apply_fn=model.apply, params=params, tx=optax.sgd(1.0)))
         state, metrics = par.train_step(state, batch, jax.random.PRNGKey(1))
