@@ -22,7 +22,7 @@ import dataclasses
 import math
 from typing import Any
 
-from arner_jax.errors import ConfigError
+from arner_jax.errors import URL_REFUSED, ConfigError, is_url
 from arner_jax.models.base import FamilyOptions, kinds, options_type
 
 # A from-scratch encoder needs a far larger step than fine-tuning a pretrained one (2e-5).
@@ -149,6 +149,9 @@ class RunConfig:
         for name in ("weight_decay", "clip_norm"):
             _check(name, getattr(self, name), _finite(getattr(self, name)) and getattr(self, name) >= 0,
                    "0 or a positive number")
+        for name in ("train_path", "val_path", "test_path", "bert_model", "dataset"):
+            if is_url(getattr(self, name)):
+                raise ConfigError(f"--{name} {getattr(self, name)}: {URL_REFUSED}")
         paths = (self.train_path, self.val_path, self.test_path)
         if any(paths) and not all(paths):
             missing = [f"--{n}" for n, p in zip(("train_path", "val_path", "test_path"), paths) if not p]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import re
 import sys
 from collections.abc import Iterator
 from typing import NoReturn
@@ -35,6 +36,24 @@ def exit_on_user_error() -> Iterator[None]:
     except UserError as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+URL_REFUSED = ("a URL: arner_jax reads and writes local files and folders only (Cloud Storage is not supported "
+               "yet); give a local path, or mount the bucket (e.g. with gcsfuse) and give the mount's path")
+
+
+def is_url(text: object) -> bool:
+    """Whether a path a user gave is a URL (gs://bucket/run, https://...) rather than a local path."""
+    return isinstance(text, str) and bool(_URL.match(text))
+
+
+def local_path(text: str) -> str:
+    """The argparse type of a flag naming a local file or folder: a URL is refused, in one line, before
+    anything is created (pathlib would make gs://bucket/run a local folder `gs:/bucket/run`)."""
+    if is_url(text):
+        raise argparse.ArgumentTypeError(f"{text}: {URL_REFUSED}")
+    return text
 
 
 class ArgumentParser(argparse.ArgumentParser):

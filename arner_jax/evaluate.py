@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from arner_jax.data.wojood import read_wojood
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
 from arner_jax.models import inference
 from arner_jax.models.parallel import PmapParallel, StepBodies
 from arner_jax.runs.files import atomic_write_json, atomic_write_text
@@ -61,9 +61,10 @@ def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], out
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m arner_jax.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
+    p.add_argument("--model_path", type=local_path, required=True,
+                   help="run folder (the --output_path of a training run)")
     p.add_argument("--data_paths", nargs="+", required=True, help="Wojood files with gold tags")
-    p.add_argument("--output_path", help="where to write <file>/predictions.txt and metrics.json "
+    p.add_argument("--output_path", type=local_path, help="where to write <file>/predictions.txt and metrics.json "
                                          "(default: MODEL_PATH/eval)")
     p.add_argument("--batch_size", type=int, help="default: the run's evaluation batch size (same losses)")
     args = p.parse_args(argv)

@@ -27,7 +27,7 @@ from arner_jax.data.wojood import (
     parse_wojood,
     read_text,
 )
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
 from arner_jax.models import inference
 from arner_jax.models.base import EncodedSplit, Entity, WordTags
 from arner_jax.models.parallel import PmapParallel, StepBodies
@@ -109,16 +109,19 @@ def _read_inputs(path: Path) -> tuple[str, list]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m arner_jax.predict", description=__doc__.splitlines()[0])
-    p.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
+    p.add_argument("--model_path", type=local_path, required=True,
+                   help="run folder (the --output_path of a training run)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one text to tag")
-    source.add_argument("--input", type=Path, help="a file: one text per line, or a Wojood file (words per line)")
-    p.add_argument("--output", type=Path, help="write here (default: standard output)")
+    source.add_argument("--input", type=local_path,
+                        help="a file: one text per line, or a Wojood file (words per line)")
+    p.add_argument("--output", type=local_path, help="write here (default: standard output)")
     p.add_argument("--format", choices=("jsonl", "conll"), default="jsonl",
                    help="jsonl: one JSON list of entities per text; conll: the Wojood layout, word and tags")
     p.add_argument("--batch_size", type=_positive, help="texts per batch (default: the run's evaluation batch)")
     args = p.parse_args(argv)
     with exit_on_user_error():
+        args.input, args.output = (None if a is None else Path(a) for a in (args.input, args.output))
         if args.input is not None:
             kind, items = _read_inputs(args.input)
         else:

@@ -12,7 +12,7 @@ import json
 import sys
 
 from arner_jax.data.wojood import SCHEMES, Corpus, WojoodFormatError
-from arner_jax.errors import ArgumentParser
+from arner_jax.errors import ArgumentParser, local_path
 from arner_jax.scoring.metrics import SCORERS
 from arner_jax.scoring.tagged_file import read_tagged, score_files
 
@@ -45,8 +45,8 @@ def check_aligned(gold: Corpus, pred: Corpus) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m arner_jax.score", description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", required=True, help="gold Wojood file")
-    parser.add_argument("--pred", required=True, help="predicted Wojood file or predictions.txt")
+    parser.add_argument("--gold", type=local_path, required=True, help="gold Wojood file")
+    parser.add_argument("--pred", type=local_path, required=True, help="predicted Wojood file or predictions.txt")
     parser.add_argument("--nested", action="store_true", help="score per type layer, pooled (nested Wojood)")
     parser.add_argument("--scorer", choices=SCORERS, default="fast",
                         help="fast: vectorized (default); seqeval: seqeval 1.2.2 itself (same figures, slower)")

@@ -21,32 +21,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
 
 
 def main(argv=None) -> int:
     parser = ArgumentParser(prog="python -m arner_jax.convert", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     verify = sub.add_parser("verify", help="compare our Flax encoder with transformers on a checkpoint")
-    verify.add_argument("--hf_model", required=True, help="Hugging Face model folder or hub id")
+    verify.add_argument("--hf_model", type=local_path, required=True, help="Hugging Face model folder or hub id")
     verify.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |difference|")
     verify.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
                         help="our compute dtype (bfloat16 needs a looser --tolerance, e.g. 5e-2)")
     verify.add_argument("--text", action="append", help="a sentence to run (repeatable); default: built-in Arabic")
     export = sub.add_parser("to-pytorch", help="export a run folder's kept model to PyTorch")
-    export.add_argument("--model_path", required=True, help="run folder (the --output_path of a training run)")
-    export.add_argument("--output_path", required=True, help="folder to write")
+    export.add_argument("--model_path", type=local_path, required=True,
+                        help="run folder (the --output_path of a training run)")
+    export.add_argument("--output_path", type=local_path, required=True, help="folder to write")
     export.add_argument("--verify", action="store_true", help="run both frameworks and compare logits and tags")
-    export.add_argument("--data_path", help="Wojood file for --verify (default: the run's test file)")
+    export.add_argument("--data_path", type=local_path, help="Wojood file for --verify (default: the run's test file)")
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
     export.add_argument("--license", help="the license to state in the model card (README.md), e.g. mit")
     imp = sub.add_parser("from-pytorch", help="a Hugging Face token-classification checkpoint as a flat run folder")
-    imp.add_argument("--hf_model", required=True, help="Hugging Face folder or hub id (IOB2 id2label)")
-    imp.add_argument("--output_path", required=True, help="run folder to write")
+    imp.add_argument("--hf_model", type=local_path, required=True, help="Hugging Face folder or hub id (IOB2 id2label)")
+    imp.add_argument("--output_path", type=local_path, required=True, help="run folder to write")
     spans = sub.add_parser("to-span-marker", help="export a span run's kept model in span_marker's layout")
-    spans.add_argument("--model_path", required=True, help="run folder of a span model (span_flat / span_nested)")
-    spans.add_argument("--output_path", required=True, help="folder to write")
+    spans.add_argument("--model_path", type=local_path, required=True,
+                       help="run folder of a span model (span_flat / span_nested)")
+    spans.add_argument("--output_path", type=local_path, required=True, help="folder to write")
     spans.add_argument("--encoder_name", default="",
                        help="hub id of the base encoder to record (span_marker reads its config and tokenizer "
                             "there); default: write them to OUTPUT/encoder and record that path")
@@ -55,29 +57,32 @@ def main(argv=None) -> int:
     spans.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
     spans.add_argument("--license", help="the license to state in the model card (README.md), e.g. apache-2.0")
     ref_in = sub.add_parser("from-um6p", help="a UM6P & UL reference checkpoint as a --recipe um6p run folder")
-    ref_in.add_argument("--checkpoint", required=True,
+    ref_in.add_argument("--checkpoint", type=local_path, required=True,
                         help="the reference's checkpoints/checkpoint_N.pt (its `model` entry), or a .safetensors "
                              "state dict in its names (bert.*, classifiers.N.*)")
     ref_in.add_argument("--kind", required=True, choices=["nested", "mtn"], help="BertNestedTagger or BertMTNTagger")
     for split in ("train", "val", "test"):
-        ref_in.add_argument(f"--{split}_path", required=True,
+        ref_in.add_argument(f"--{split}_path", type=local_path, required=True,
                             help=f"the {split} file the reference was trained with (its tag vocabularies come "
                                  "from train+val+test)")
-    ref_in.add_argument("--bert_model", required=True, help="the encoder folder or hub id it was trained from "
+    ref_in.add_argument("--bert_model", type=local_path, required=True,
+                        help="the encoder folder or hub id it was trained from "
                         "(tokenizer and config)")
     ref_in.add_argument("--var_penalty", type=float, default=5.0, help="5 for the paper's +var runs, 0 otherwise "
                         "(the validation loss counts it)")
-    ref_in.add_argument("--output_path", required=True, help="run folder to write")
+    ref_in.add_argument("--output_path", type=local_path, required=True, help="run folder to write")
     ref_out = sub.add_parser("to-um6p", help="a --recipe um6p run's kept model as the reference's state dict")
-    ref_out.add_argument("--model_path", required=True, help="run folder of a --recipe um6p run")
-    ref_out.add_argument("--output_path", required=True, help="file to write: NAME.safetensors or NAME.pt")
+    ref_out.add_argument("--model_path", type=local_path, required=True, help="run folder of a --recipe um6p run")
+    ref_out.add_argument("--output_path", type=local_path, required=True,
+                         help="file to write: NAME.safetensors or NAME.pt")
     ref_out.add_argument("--overwrite", action="store_true", help="replace an existing file")
     generic = sub.add_parser("export", help="a run's kept model in a format of its model family")
-    generic.add_argument("--model_path", required=True, help="run folder")
+    generic.add_argument("--model_path", type=local_path, required=True, help="run folder")
     generic.add_argument("--format", required=True, help="one of the run's family's export formats")
-    generic.add_argument("--output_path", required=True, help="where to write (a folder, or a file for um6p)")
+    generic.add_argument("--output_path", type=local_path, required=True,
+                         help="where to write (a folder, or a file for um6p)")
     generic.add_argument("--verify", action="store_true", help="compare the export with the run's kept model")
-    generic.add_argument("--data_path", help="Wojood file for --verify (default: the run's test file)")
+    generic.add_argument("--data_path", type=local_path, help="Wojood file for --verify (default: the run's test file)")
     generic.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference for --verify")
     generic.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
     generic.add_argument("--license", help="the license to state in the model card")

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from arner_jax.errors import ArgumentParser, exit_on_user_error
+from arner_jax.errors import ArgumentParser, exit_on_user_error, local_path
 from arner_jax.runs import run_folder
 from arner_jax.runs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from arner_jax.sweep import folder as sweep
@@ -206,8 +206,8 @@ def write_report(root: str | Path, output: str | Path | None = None) -> dict[str
 def main(argv: Sequence[str] | None = None, prog: str = "python -m arner_jax.sweep report") -> dict[str, Path]:
     parser = ArgumentParser(prog=prog,
                             description="Tables and learning curves of a sweep (python -m arner_jax.sweep).")
-    parser.add_argument("sweep_dir", help="the sweep's --output_path")
-    parser.add_argument("--output", help="folder for the results (default: the sweep folder)")
+    parser.add_argument("sweep_dir", type=local_path, help="the sweep's --output_path")
+    parser.add_argument("--output", type=local_path, help="folder for the results (default: the sweep folder)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with exit_on_user_error():
         written = write_report(args.sweep_dir, args.output)

@@ -18,7 +18,7 @@ from typing import Any
 
 from arner_jax.config import settings_fields
 from arner_jax.configs.grids import GRIDS, Grid, get_grid
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, one_line
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path, one_line
 from arner_jax.runs.files import atomic_write_json
 from arner_jax.sweep.folder import (
     DATA_FLAGS,
@@ -166,7 +166,8 @@ def build_parser() -> ArgumentParser:
                        epilog="Any other training flag (python -m arner_jax.train --help) applies to every run, e.g. "
                               "--max_epochs 3 --dtype bfloat16, unless the grid varies it (--kind, --loss, ...).")
     p.add_argument("--preset", required=True, choices=list(GRIDS), help="the grid (arner_jax.configs.grids)")
-    p.add_argument("--output_path", required=True, help="the sweep folder: DIR/<configuration>/seed<k>/ per run")
+    p.add_argument("--output_path", type=local_path, required=True,
+                   help="the sweep folder: DIR/<configuration>/seed<k>/ per run")
     p.add_argument("--seeds", type=int, default=1, help="runs per configuration; seed k is RunConfig seed 3407 + k")
     p.add_argument("--smoke", action="store_true",
                    help="each run's preset smoke variant: tiny encoder, synthetic corpus, one epoch (offline)")
@@ -178,8 +179,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--encoder", action="append", default=[], metavar="HUB_ID=FOLDER",
                    help="load this hub id's encoder from a local folder (machines without the hub)")
     for name in DATA_FLAGS:
-        p.add_argument(f"--{name}", help="Wojood file (all three, or none: the Wojood sample shipped with arner_jax)")
-    p.add_argument("--compilation_cache", help="folder of JAX's persistent compilation cache "
+        p.add_argument(f"--{name}", type=local_path,
+                       help="Wojood file (all three, or none: the Wojood sample shipped with arner_jax)")
+    p.add_argument("--compilation_cache", type=local_path, help="folder of JAX's persistent compilation cache "
                                                "(default: ~/.cache/arner_jax/jax_compilation_cache)")
     p.add_argument("--no_compilation_cache", action="store_true", help="do not use the persistent compilation cache")
     return p

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from arner_jax.config import settings_fields
 from arner_jax.configs.presets import PRESETS, get_preset
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
 from arner_jax.models.base import family_for
 from arner_jax.runs import run_folder
 from arner_jax.scoring.metrics import format_per_type
@@ -42,7 +42,8 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
     p = ArgumentParser(prog=f"python -m experiments.{preset.name}", description=description,
                                 epilog=f"Preset {preset.name!r} (arner_jax.configs.presets); defaults below are its "
                                        "settings.")
-    p.add_argument("--output_path", help="run folder (default: a new folder under the system temp dir)")
+    p.add_argument("--output_path", type=local_path,
+                   help="run folder (default: a new folder under the system temp dir)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete --output_path (a run folder of arner_jax only) and start again")
     p.add_argument("--resume", action="store_true", help="continue the run in --output_path from its checkpoint")
@@ -50,7 +51,7 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
                    help="named settings (arner_jax.configs.presets)")
     p.add_argument("--smoke", action="store_true",
                    help="the preset's smoke variant: tiny encoder, synthetic corpus, one epoch (seconds on a CPU)")
-    p.add_argument("--compilation_cache", help="folder of JAX's persistent compilation cache "
+    p.add_argument("--compilation_cache", type=local_path, help="folder of JAX's persistent compilation cache "
                                                "(default: ~/.cache/arner_jax/jax_compilation_cache)")
     p.add_argument("--no_compilation_cache", action="store_true", help="do not use the persistent compilation cache")
     p.add_argument("--distributed", choices=("auto", "on", "off"), default="auto",

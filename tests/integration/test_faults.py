@@ -89,6 +89,35 @@ def test_user_errors_exit_2_with_one_line_and_create_nothing(flags, needle, tmp_
     assert time.perf_counter() - started < 60  # checked at the start, not after training
 
 
+URL = "gs://bucket/run"
+
+
+@pytest.mark.parametrize("module,argv", [
+    ("arner_jax.train.cli", ["--output_path", URL]),
+    ("arner_jax.train.cli", ["--train_path", URL, "--val_path", "v.txt", "--test_path", "t.txt"]),
+    ("arner_jax.train.cli", ["--compilation_cache", URL]),
+    ("arner_jax.evaluate", ["--model_path", URL, "--output_path", "out"]),
+    ("arner_jax.predict", ["--model_path", "run", "--text", "x", "--output", URL]),
+    ("arner_jax.convert.__main__", ["to-pytorch", "--model_path", "run", "--output_path", URL]),
+    ("arner_jax.sweep.run", ["--preset", "um6p_table", "--output_path", URL]),
+    ("arner_jax.sweep.report", [URL]),
+    ("arner_jax.score", ["--gold", URL, "--pred", "p.txt"]),
+])
+def test_a_url_where_a_local_path_is_needed_is_one_line_and_creates_nothing(module, argv, tmp_path, capsys,
+                                                                           monkeypatch):
+    """pathlib would turn gs://bucket/run into a local folder gs:/bucket/run: every path flag refuses URLs."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(module).main(argv)
+    assert stop.value.code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert URL in line and "a URL: arner_jax reads and writes local files and folders only" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_help_lists_the_choices_of_enumerated_flags(capsys):
     with pytest.raises(SystemExit) as stop:
         from arner_jax.train import cli

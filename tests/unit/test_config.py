@@ -22,6 +22,8 @@ from tests.conftest import REPO
     ({"synthetic_sizes": (10, 0, 5)}, "--synthetic_sizes"),
     ({"train_path": "a.txt"}, "--val_path --test_path: missing"),
     ({"synthetic": True, "dataset": "wikiann:ar"}, "exclude each other"),
+    ({"train_path": "gs://b/train.txt", "val_path": "v", "test_path": "t"}, "--train_path gs://b/train.txt: a URL"),
+    ({"bert_model": "https://example.org/bert"}, "--bert_model https://example.org/bert: a URL"),
 ])
 def test_bad_values_name_their_flag(changes, message):
     with pytest.raises(ConfigError) as err:
