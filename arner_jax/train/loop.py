@@ -116,6 +116,9 @@ class Trainer:
         self.programs = ProgramStore(store, program_context(run, self.total_updates)) if store else None
         if self.programs is not None:
             self.parallel.use_program_store(self.programs)
+            if self.parallel.programs is not None and self.programs.prefetch():  # single-process runs
+                log.info("loading %d compiled programs of the last run with these settings in the background",
+                         self.programs.prefetched)
         tx = make_optimizer(self.optim, self.total_updates)
         self.template = TrainState.create(apply_fn=run.model.apply, params=run.init_params, tx=tx)
         self.dropout_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 1)
@@ -288,7 +291,9 @@ class Trainer:
             "val": results["val"], "test": results["test"], "history": loop.history,
             # Not part of the results: differs between a resumed and an uninterrupted run.
             "timing": {"epochs": loop.timing, "this_process_seconds": seconds,
-                       "devices": self.parallel.num_devices, "parallel": self.parallel.name},
+                       "devices": self.parallel.num_devices, "parallel": self.parallel.name,
+                       "programs_prefetched": self.programs.prefetched if self.programs is not None else 0,
+                       "programs_loaded": self.programs.loaded if self.programs is not None else 0},
         }
         if is_primary():
             atomic_write_json(run.run_dir / run_folder.METRICS, metrics)

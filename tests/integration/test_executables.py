@@ -2,6 +2,7 @@
 lowering and compiling; anything that could change a program gives another fingerprint."""
 from __future__ import annotations
 
+import json
 import logging
 
 import jax
@@ -94,7 +95,39 @@ def test_the_store_loads_what_it_saved_and_compiles_an_unreadable_entry_again(tm
     assert "could not be loaded" in caplog.text and (third.saved, third.loaded) == (1, 0)
     jax.tree.map(np.testing.assert_array_equal, repaired, expected)
     assert ProgramStore(tmp_path, {"setting": 1}).compiled("train", step, ARGS, SCOPE) is not None
-    assert [p.name for p in tmp_path.iterdir()] == [entry.name]  # no temporary file left behind
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    manifest = ProgramStore(tmp_path, {"setting": 1})._manifest()
+    assert files == [entry.name, f"manifests/{manifest.name}"]  # no temporary file left behind
+
+
+def test_a_repeated_store_prefetches_what_the_last_run_used_and_runs_only_matching_fingerprints(tmp_path, caplog):
+    step = jax.jit(lambda x, b: (x * 2 + b["mask"], {"sum": (x * b["mask"]).sum()}))
+    other = (np.zeros((4, 3), np.float32), {"mask": np.ones((4, 3), np.int32)})  # another shape: another program
+    first = ProgramStore(tmp_path, {"setting": 1})
+    assert first.prefetch() == 0  # no manifest yet
+    first.compiled("train", step, ARGS, SCOPE)(*ARGS)
+    first.compiled("train", step, other, SCOPE)(*other)
+    entries = json.loads(first._manifest().read_text())["entries"]
+    assert entries == [first.fingerprint("train", a, SCOPE) for a in (ARGS, other)]
+
+    again = ProgramStore(tmp_path, {"setting": 1})
+    assert again.prefetch() == 2
+    out = again.compiled("train", step, other, SCOPE)(*other)  # taken from the background loads
+    jax.tree.map(np.testing.assert_array_equal, out, step(*other))
+    assert (again.loaded, again.saved) == (1, 0)
+    third = (np.zeros((5, 3), np.float32), {"mask": np.ones((5, 3), np.int32)})
+    again.compiled("train", step, third, SCOPE)  # listed nowhere: compiled, whatever was prefetched
+    assert (again.loaded, again.saved) == (1, 1)
+
+    elsewhere = ProgramStore(tmp_path, {"setting": 2})  # another run's settings: its own (empty) manifest
+    assert elsewhere.prefetch() == 0
+    (tmp_path / f"{entries[0]}.jaxexe").write_bytes(b"damaged")
+    damaged = ProgramStore(tmp_path, {"setting": 1})
+    assert damaged.prefetch() == 2
+    with caplog.at_level(logging.WARNING, logger="arner_jax"):
+        out = damaged.compiled("train", step, ARGS, SCOPE)(*ARGS)  # its load failed in the background: compiled
+    assert "could not be loaded" in caplog.text and (damaged.loaded, damaged.saved) == (0, 1)
+    jax.tree.map(np.testing.assert_array_equal, out, step(*ARGS))
 
 
 STORE_AFTER_CACHE = """
@@ -148,6 +181,9 @@ def test_a_repeated_run_loads_its_programs_and_ends_with_the_same_metrics(tmp_pa
     start = again["timing"]["epochs"][0]
     assert first["timing"]["epochs"][0]["programs_loaded"] == 0
     assert start["programs_loaded"] > 0 and start["compilations"] == 0 and start["compilation_cache_hits"] == 0
+    # the first run's manifest: the repeat loaded every program it used in the background
+    assert first["timing"]["programs_prefetched"] == 0
+    assert again["timing"]["programs_prefetched"] == again["timing"]["programs_loaded"] > 0
     same_results(again, first)
     # a loaded program computes what a traced and jitted one does: the slow set's seed test compares a loaded
     # run with one that has no cache and no store
