@@ -300,13 +300,19 @@ def _read_entry(path: Path):
 
 @contextlib.contextmanager
 def _without_persistent_cache():
-    """JAX's persistent compilation cache off for the block (through the public setting, then restored)."""
+    """JAX's persistent compilation cache off for the block, then on again. JAX decides once per process
+    whether it uses the cache (and keeps it open): the setting alone changes nothing once a program was
+    compiled, so the cache is also reset, before and after, and decided again from the setting."""
+    from jax.experimental.compilation_cache import compilation_cache
+
     before = jax.config.jax_enable_compilation_cache
     jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
     try:
         yield
     finally:
         jax.config.update("jax_enable_compilation_cache", before)
+        compilation_cache.reset_cache()
 
 
 def store_folder(compilation_cache: str | Path) -> Path:
