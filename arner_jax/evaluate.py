@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from arner_jax.data.files import atomic_write_json, atomic_write_text
 from arner_jax.data.wojood import read_wojood
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
 from arner_jax.models import inference
 from arner_jax.models.parallel import PmapParallel, StepBodies
-from arner_jax.runs.files import atomic_write_json, atomic_write_text
 from arner_jax.runs.loading import load_run
 from arner_jax.runs.run_folder import EVAL
 from arner_jax.scoring.metrics import format_per_type, format_predictions

@@ -1,6 +1,7 @@
 """`python -m arner_jax.score --gold GOLD --pred PRED [--nested]`: Wojood metrics without a model.
 
-Both files are Wojood format with the same words (PRED may be a `predictions.txt`). Prints the
+Both files are Wojood format with the same words (PRED may be a `predictions.txt`); either may be a
+gs:// URL (read through arner_jax.data.files, with the credentials gcsfs finds). Prints the
 metrics as JSON. A user error (a missing or unreadable file, a format error, files that do not line
 up) exits 2 with one line on stderr, `error: FILE:LINE: what; what to do` (no LINE when the whole
 file is at fault). The files are read by `arner_jax.scoring.tagged_file` (numpy over the bytes, the reference
@@ -11,8 +12,9 @@ from __future__ import annotations
 import json
 import sys
 
+from arner_jax.data.files import StorageError
 from arner_jax.data.wojood import SCHEMES, Corpus, WojoodFormatError
-from arner_jax.errors import ArgumentParser, local_path
+from arner_jax.errors import ArgumentParser, one_line
 from arner_jax.scoring.metrics import SCORERS
 from arner_jax.scoring.tagged_file import read_tagged, score_files
 
@@ -45,8 +47,8 @@ def check_aligned(gold: Corpus, pred: Corpus) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(prog="python -m arner_jax.score", description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", type=local_path, required=True, help="gold Wojood file")
-    parser.add_argument("--pred", type=local_path, required=True, help="predicted Wojood file or predictions.txt")
+    parser.add_argument("--gold", required=True, help="gold Wojood file (a path, or a gs:// URL)")
+    parser.add_argument("--pred", required=True, help="predicted Wojood file or predictions.txt (a path or gs:// URL)")
     parser.add_argument("--nested", action="store_true", help="score per type layer, pooled (nested Wojood)")
     parser.add_argument("--scorer", choices=SCORERS, default="fast",
                         help="fast: vectorized (default); seqeval: seqeval 1.2.2 itself (same figures, slower)")
@@ -59,8 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         if not gold.same_words(pred):  # the slow check words the first difference
             check_aligned(gold.to_corpus(), pred.to_corpus())
             raise AssertionError(f"{args.gold} and {args.pred} differ, but check_aligned found no difference")
-    except WojoodFormatError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (WojoodFormatError, StorageError) as err:  # StorageError: a gs:// file that cannot be read
+        print(f"error: {one_line(str(err))}", file=sys.stderr)
         return 2
     metrics = score_files(gold, pred, args.nested, scorer=args.scorer)
     metrics["dropped_duplicate_tags"] = {"gold": gold.dropped_duplicates, "pred": pred.dropped_duplicates}

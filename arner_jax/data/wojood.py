@@ -140,10 +140,15 @@ def _as_iob2(sentence: Sentence) -> Sentence:
 
 
 def read_text(path: str | Path) -> str:
-    """A file's text as UTF-8; an unreadable file, or bad bytes (with their line), raise WojoodFormatError."""
-    path = Path(path)
+    """A file's text as UTF-8 (a local path, or a gs:// URL: arner_jax.data.files); an unreadable file, or
+    bad bytes (with their line), raise WojoodFormatError (a URL's storage errors: StorageError)."""
+    from arner_jax.data import files
+
+    path = path if files.is_url(str(path)) else Path(path)
     try:
-        raw = path.read_bytes()
+        raw = files.read_bytes(path)
+    except files.StorageError:
+        raise
     except FileNotFoundError:
         raise WojoodFormatError(path, None, "no such file; check the path.") from None
     except IsADirectoryError:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from arner_jax.data.files import remove_tree
 from arner_jax.errors import UserError
 from arner_jax.runs import run_folder
-from arner_jax.runs.files import remove_tree
 
 EXPORT_MARKER = ".arner_jax_export"
 

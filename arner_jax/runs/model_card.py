@@ -482,7 +482,7 @@ def checkpoint_card(encoder, span, folder: str | Path, source: str | Path | None
 
 def write_card(folder: str | Path, text: str) -> Path:
     """Write the card as folder/README.md."""
-    from arner_jax.runs.files import atomic_write_text
+    from arner_jax.data.files import atomic_write_text
 
     path = Path(folder) / CARD
     atomic_write_text(path, text)

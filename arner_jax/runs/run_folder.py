@@ -13,7 +13,7 @@ Owns the one place that knows what a run folder (`--output_path`) holds:
 
 Input paths in config.json are absolute (a resume from another directory reads the same
 files); files inside the folder are recorded relative to it (a moved folder still loads).
-Every file is written through arner_jax.runs.files (a temporary file and a rename, so a reader
+Every file is written through arner_jax.data.files (a temporary file and a rename, so a reader
 never sees half of one); the Orbax checkpoints are arner_jax.runs.checkpoints'; loading a trained
 run, read-only, is arner_jax.runs.loading's.
 Format versions: arner_jax-run/2 is written; arner_jax-run/1 (before model families, with the
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from arner_jax.config import RunConfig
+from arner_jax.data.files import atomic_write_json, remove_tree
 from arner_jax.encoders import EncoderConfig
 from arner_jax.errors import UserError
 from arner_jax.models.base import ModelFamily, family_for
-from arner_jax.runs.files import atomic_write_json, remove_tree
 
 log = logging.getLogger("arner_jax")
 FORMAT = "arner_jax-run/2"

@@ -151,8 +151,10 @@ def read_tagged(path: str | Path, scheme: str = "iob2") -> TaggedFile:
 # ----------------------------------------------------------------------------- the fast path
 def _read_fast(path: str | Path) -> TaggedFile | None:
     """The file read with numpy, or None where the reference reader must read it (see the module docstring)."""
+    from arner_jax.data.files import read_bytes
+
     try:
-        raw = Path(path).read_bytes()
+        raw = read_bytes(path)  # a URL's failure too is an OSError: the reference reader then names it
         text = raw.decode("utf-8")  # only to check the encoding: the parse below works on the bytes
     except (OSError, UnicodeDecodeError):
         return None

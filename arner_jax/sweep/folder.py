@@ -29,9 +29,9 @@ from typing import Any
 from arner_jax.config import RunConfig
 from arner_jax.configs.grids import Configuration, Grid
 from arner_jax.configs.presets import SMOKE_OFFLINE
+from arner_jax.data.files import atomic_write_json
 from arner_jax.errors import UserError
 from arner_jax.runs import run_folder
-from arner_jax.runs.files import atomic_write_json
 
 FORMAT = "arner_jax-sweep/1"
 SWEEP, LOG, FAILURES = "sweep.json", "sweep.log", "failures.json"

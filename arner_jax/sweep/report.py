@@ -23,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from arner_jax.data.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from arner_jax.errors import ArgumentParser, exit_on_user_error, local_path
 from arner_jax.runs import run_folder
-from arner_jax.runs.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from arner_jax.sweep import folder as sweep
 
 MARKDOWN, CSV, JSON = "results.md", "results.csv", "results.json"

@@ -18,8 +18,8 @@ from typing import Any
 
 from arner_jax.config import settings_fields
 from arner_jax.configs.grids import GRIDS, Grid, get_grid
+from arner_jax.data.files import atomic_write_json
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path, one_line
-from arner_jax.runs.files import atomic_write_json
 from arner_jax.sweep.folder import (
     DATA_FLAGS,
     FAILURE,

@@ -22,10 +22,10 @@ import time
 import jax
 from flax.training.train_state import TrainState
 
+from arner_jax.data.files import atomic_write_json, atomic_write_text
 from arner_jax.models import inference
 from arner_jax.models.parallel import StepBodies, make_parallel
 from arner_jax.runs import run_folder
-from arner_jax.runs.files import atomic_write_json, atomic_write_text
 from arner_jax.scoring.metrics import format_predictions
 from arner_jax.system.distributed import is_primary
 from arner_jax.system.executables import ProgramStore, program_store_folder

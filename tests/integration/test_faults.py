@@ -101,7 +101,6 @@ URL = "gs://bucket/run"
     ("arner_jax.convert.__main__", ["to-pytorch", "--model_path", "run", "--output_path", URL]),
     ("arner_jax.sweep.run", ["--preset", "um6p_table", "--output_path", URL]),
     ("arner_jax.sweep.report", [URL]),
-    ("arner_jax.score", ["--gold", URL, "--pred", "p.txt"]),
 ])
 def test_a_url_where_a_local_path_is_needed_is_one_line_and_creates_nothing(module, argv, tmp_path, capsys,
                                                                            monkeypatch):

@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 
+from arner_jax.data.files import atomic_write_json
 from arner_jax.runs import checkpoints, run_folder
 from arner_jax.runs.checkpoints import complete_steps, read_checkpoint
-from arner_jax.runs.files import atomic_write_json
 from arner_jax.runs.loading import load_run
 from tests.conftest import REPO
 from tests.cross_machine import named, near_top, span_outcomes, span_record_triples

@@ -102,7 +102,7 @@ def test_only_selects_by_name_or_glob(tmp_path, capsys):
 def test_a_sweep_folder_keeps_its_settings_and_grows_by_rows_and_seeds(tmp_path, capsys):
     """sweep.json merges other --only selections, more seeds and shards; changed settings are refused."""
     from arner_jax.configs.grids import get_grid
-    from arner_jax.runs.files import atomic_write_json
+    from arner_jax.data.files import atomic_write_json
     from arner_jax.sweep import folder as sweep
 
     grid, out = get_grid("um6p_table"), tmp_path / "sweep"
