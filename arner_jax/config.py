@@ -200,7 +200,7 @@ class RunConfig:
 
     def get(self, name: str) -> Any:
         """A setting or family option by its flag name."""
-        return self.to_dict()[name]
+        return getattr(self.options if name in self.options.__dataclass_fields__ else self, name)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:

@@ -65,11 +65,7 @@ def read_bytes(path: str | Path) -> bytes:
     url = str(path)
     fs, inner = _filesystem(url)
     try:
-        if fs.isdir(inner):
-            raise IsADirectoryError(url)
-        return fs.cat_file(inner)
-    except IsADirectoryError:
-        raise
+        return fs.cat_file(inner)  # one request (a "folder" is no object: no such file)
     except Exception as err:  # noqa: BLE001 - gcsfs and google-auth raise many types: all become one line
         raise _storage_error(url, err) from None
 

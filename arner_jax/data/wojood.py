@@ -147,7 +147,7 @@ def read_text(path: str | Path) -> str:
     path = path if files.is_url(str(path)) else Path(path)
     try:
         raw = files.read_bytes(path)
-    except files.StorageError:
+    except files.StorageError:  # an OSError too, already one line naming the URL
         raise
     except FileNotFoundError:
         raise WojoodFormatError(path, None, "no such file; check the path.") from None
