@@ -22,7 +22,7 @@ import dataclasses
 import math
 from typing import Any
 
-from arner_jax.errors import URL_REFUSED, ConfigError, is_url
+from arner_jax.errors import STORAGE_URL, URL_REFUSED, ConfigError, is_url
 from arner_jax.models.base import FamilyOptions, kinds, options_type
 
 # A from-scratch encoder needs a far larger step than fine-tuning a pretrained one (2e-5).
@@ -149,9 +149,13 @@ class RunConfig:
         for name in ("weight_decay", "clip_norm"):
             _check(name, getattr(self, name), _finite(getattr(self, name)) and getattr(self, name) >= 0,
                    "0 or a positive number")
-        for name in ("train_path", "val_path", "test_path", "bert_model", "dataset"):
+        for name in ("bert_model", "dataset"):  # the data files may be gs:// URLs (arner_jax.data.files)
             if is_url(getattr(self, name)):
                 raise ConfigError(f"--{name} {getattr(self, name)}: {URL_REFUSED}")
+        for name in ("train_path", "val_path", "test_path"):
+            if is_url(getattr(self, name)) and not STORAGE_URL.match(getattr(self, name)):
+                raise ConfigError(f"--{name} {getattr(self, name)}: only gs://BUCKET/PATH URLs are read; give a local "
+                                  "path or a Cloud Storage one")
         paths = (self.train_path, self.val_path, self.test_path)
         if any(paths) and not all(paths):
             missing = [f"--{n}" for n, p in zip(("train_path", "val_path", "test_path"), paths) if not p]
@@ -178,7 +182,8 @@ class RunConfig:
         """
         from pathlib import Path
 
-        changes = {name: str(Path(getattr(self, name)).expanduser().resolve())
+        changes = {name: getattr(self, name) if is_url(getattr(self, name))
+                   else str(Path(getattr(self, name)).expanduser().resolve())
                    for name in ("train_path", "val_path", "test_path") if getattr(self, name)}
         for name in ("bert_model", "dataset"):
             value = getattr(self, name)

@@ -39,8 +39,9 @@ def exit_on_user_error() -> Iterator[None]:
 
 
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-URL_REFUSED = ("a URL: arner_jax reads and writes local files and folders only (Cloud Storage is not supported "
-               "yet); give a local path, or mount the bucket (e.g. with gcsfuse) and give the mount's path")
+URL_REFUSED = ("a URL where a local path is needed; give a local path (gs:// is read and written for run folders "
+               "and data files only)")
+STORAGE_URL = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
 
 
 def is_url(text: object) -> bool:
@@ -54,6 +55,17 @@ def local_path(text: str) -> str:
     if is_url(text):
         raise argparse.ArgumentTypeError(f"{text}: {URL_REFUSED}")
     return text
+
+
+def storage_path(text: str) -> str:
+    """The argparse type of a flag naming a file or folder that may live on Cloud Storage: a local path or a
+    gs://bucket/path URL; any other URL (s3://, https://) or a malformed bucket name is refused in one line."""
+    if is_url(text) and not STORAGE_URL.match(text):
+        if text.startswith("gs://"):
+            raise argparse.ArgumentTypeError(f"{text}: not a Cloud Storage path; write gs://BUCKET/FOLDER (a bucket "
+                                             "name of 3-222 lower-case letters, digits, dots, dashes, underscores)")
+        raise argparse.ArgumentTypeError(f"{text}: only gs:// URLs are supported; give a local path or gs://BUCKET/PATH")
+    return text.rstrip("/") if is_url(text) else text
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from arner_jax.data import files
 from arner_jax.data.files import atomic_write_json, atomic_write_text
 from arner_jax.data.wojood import read_wojood
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, storage_path
 from arner_jax.models import inference
 from arner_jax.models.parallel import PmapParallel, StepBodies
 from arner_jax.runs.loading import load_run
@@ -33,9 +34,9 @@ def output_folders(data_paths: Sequence[Path]) -> list[str]:
 def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], output_path: str | Path | None = None,
                    batch_size: int | None = None) -> dict[str, dict]:
     """Metrics of the run's kept model on each Wojood file; predictions and metrics written per file."""
-    paths = [Path(p) for p in data_paths]
+    paths = [files.location(p) for p in data_paths]  # local files or gs:// objects
     for path in paths:
-        if not path.is_file():
+        if not files.is_file(path):
             raise UserError(f"{path}: {'is a folder' if path.is_dir() else 'no such file'}; "
                             "--data_paths takes Wojood files")
     run = load_run(model_path)
@@ -45,26 +46,27 @@ def evaluate_files(model_path: str | Path, data_paths: Sequence[str | Path], out
     parallel = PmapParallel(StepBodies(run.family.objective(run.config, run.labels, run.model)))
     batch_size = parallel.round_batch_size(batch_size or run.config.eval_batch)  # the training's: the same loss
     params = parallel.put_params(run.params)
-    out_root = Path(output_path) if output_path else Path(model_path) / EVAL
+    out_root = files.location(output_path) if output_path else files.location(model_path) / EVAL
     results = {}
     for path, corpus, name in zip(paths, corpora, output_folders(paths)):
         split = run.family.encode(run.config, run.labels, run.tokenizer, corpus.sentences, run.max_length)
         res = inference.evaluate(parallel, params, run.family, run.config, run.labels, split, batch_size,
                                  run.max_length)
         folder = out_root / name
-        folder.mkdir(parents=True, exist_ok=True)
+        files.make_folder(folder)
         atomic_write_text(folder / "predictions.txt", format_predictions(corpus.sentences, res.tags))
-        atomic_write_json(folder / "metrics.json", {"data": str(path.resolve()), **res.metrics})
+        atomic_write_json(folder / "metrics.json", {"data": files.absolute(path), **res.metrics})
         results[str(path)] = res.metrics
     return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m arner_jax.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--model_path", type=local_path, required=True,
-                   help="run folder (the --output_path of a training run)")
-    p.add_argument("--data_paths", nargs="+", required=True, help="Wojood files with gold tags")
-    p.add_argument("--output_path", type=local_path, help="where to write <file>/predictions.txt and metrics.json "
+    p.add_argument("--model_path", type=storage_path, required=True,
+                   help="run folder (the --output_path of a training run; local or gs://)")
+    p.add_argument("--data_paths", type=storage_path, nargs="+", required=True,
+                   help="Wojood files with gold tags (local or gs://)")
+    p.add_argument("--output_path", type=storage_path, help="where to write <file>/predictions.txt and metrics.json "
                                          "(default: MODEL_PATH/eval)")
     p.add_argument("--batch_size", type=int, help="default: the run's evaluation batch size (same losses)")
     args = p.parse_args(argv)

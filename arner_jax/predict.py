@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from arner_jax.data import files
 from arner_jax.data.entities import entity_records, entity_word_tags, split_words
 from arner_jax.data.wojood import (
     Sentence,
@@ -27,7 +28,7 @@ from arner_jax.data.wojood import (
     parse_wojood,
     read_text,
 )
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, storage_path
 from arner_jax.models import inference
 from arner_jax.models.base import EncodedSplit, Entity, WordTags
 from arner_jax.models.parallel import PmapParallel, StepBodies
@@ -109,24 +110,24 @@ def _read_inputs(path: Path) -> tuple[str, list]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = ArgumentParser(prog="python -m arner_jax.predict", description=__doc__.splitlines()[0])
-    p.add_argument("--model_path", type=local_path, required=True,
-                   help="run folder (the --output_path of a training run)")
+    p.add_argument("--model_path", type=storage_path, required=True,
+                   help="run folder (the --output_path of a training run; local or gs://)")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="one text to tag")
-    source.add_argument("--input", type=local_path,
-                        help="a file: one text per line, or a Wojood file (words per line)")
-    p.add_argument("--output", type=local_path, help="write here (default: standard output)")
+    source.add_argument("--input", type=storage_path,
+                        help="a file (local or gs://): one text per line, or a Wojood file (words per line)")
+    p.add_argument("--output", type=storage_path, help="write here, local or gs:// (default: standard output)")
     p.add_argument("--format", choices=("jsonl", "conll"), default="jsonl",
                    help="jsonl: one JSON list of entities per text; conll: the Wojood layout, word and tags")
     p.add_argument("--batch_size", type=_positive, help="texts per batch (default: the run's evaluation batch)")
     args = p.parse_args(argv)
     with exit_on_user_error():
-        args.input, args.output = (None if a is None else Path(a) for a in (args.input, args.output))
+        args.input, args.output = (None if a is None else files.location(a) for a in (args.input, args.output))
         if args.input is not None:
             kind, items = _read_inputs(args.input)
         else:
             kind, items = "text", [args.text]
-        if args.output is not None and args.output.is_dir():
+        if args.output is not None and files.is_dir(args.output):
             raise UserError(f"{args.output}: is a folder; --output names a file to write")
         tagger = NERTagger.from_pretrained(args.model_path, batch_size=args.batch_size)
         if args.format == "conll":  # each word's tags outermost first, as Wojood files have them
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = tagger.predict(items, is_split_into_words=True) if kind == "wojood" else tagger.predict(items)
             body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         if args.output:
-            args.output.write_text(body, encoding="utf-8")
+            files.atomic_write_text(args.output, body)
         else:
             sys.stdout.write(body)
     return 0

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
+from arner_jax.data import files
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path, storage_path
 
 
 def main(argv=None) -> int:
@@ -34,11 +35,12 @@ def main(argv=None) -> int:
                         help="our compute dtype (bfloat16 needs a looser --tolerance, e.g. 5e-2)")
     verify.add_argument("--text", action="append", help="a sentence to run (repeatable); default: built-in Arabic")
     export = sub.add_parser("to-pytorch", help="export a run folder's kept model to PyTorch")
-    export.add_argument("--model_path", type=local_path, required=True,
-                        help="run folder (the --output_path of a training run)")
+    export.add_argument("--model_path", type=storage_path, required=True,
+                        help="run folder (the --output_path of a training run; local or gs://)")
     export.add_argument("--output_path", type=local_path, required=True, help="folder to write")
     export.add_argument("--verify", action="store_true", help="run both frameworks and compare logits and tags")
-    export.add_argument("--data_path", type=local_path, help="Wojood file for --verify (default: the run's test file)")
+    export.add_argument("--data_path", type=storage_path,
+                        help="Wojood file for --verify (default: the run's test file)")
     export.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed |logit difference|")
     export.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
     export.add_argument("--license", help="the license to state in the model card (README.md), e.g. mit")
@@ -46,8 +48,8 @@ def main(argv=None) -> int:
     imp.add_argument("--hf_model", type=local_path, required=True, help="Hugging Face folder or hub id (IOB2 id2label)")
     imp.add_argument("--output_path", type=local_path, required=True, help="run folder to write")
     spans = sub.add_parser("to-span-marker", help="export a span run's kept model in span_marker's layout")
-    spans.add_argument("--model_path", type=local_path, required=True,
-                       help="run folder of a span model (span_flat / span_nested)")
+    spans.add_argument("--model_path", type=storage_path, required=True,
+                       help="run folder of a span model (span_flat / span_nested; local or gs://)")
     spans.add_argument("--output_path", type=local_path, required=True, help="folder to write")
     spans.add_argument("--encoder_name", default="",
                        help="hub id of the base encoder to record (span_marker reads its config and tokenizer "
@@ -72,17 +74,19 @@ def main(argv=None) -> int:
                         "(the validation loss counts it)")
     ref_in.add_argument("--output_path", type=local_path, required=True, help="run folder to write")
     ref_out = sub.add_parser("to-um6p", help="a --recipe um6p run's kept model as the reference's state dict")
-    ref_out.add_argument("--model_path", type=local_path, required=True, help="run folder of a --recipe um6p run")
+    ref_out.add_argument("--model_path", type=storage_path, required=True,
+                         help="run folder of a --recipe um6p run (local or gs://)")
     ref_out.add_argument("--output_path", type=local_path, required=True,
                          help="file to write: NAME.safetensors or NAME.pt")
     ref_out.add_argument("--overwrite", action="store_true", help="replace an existing file")
     generic = sub.add_parser("export", help="a run's kept model in a format of its model family")
-    generic.add_argument("--model_path", type=local_path, required=True, help="run folder")
+    generic.add_argument("--model_path", type=storage_path, required=True, help="run folder (local or gs://)")
     generic.add_argument("--format", required=True, help="one of the run's family's export formats")
     generic.add_argument("--output_path", type=local_path, required=True,
                          help="where to write (a folder, or a file for um6p)")
     generic.add_argument("--verify", action="store_true", help="compare the export with the run's kept model")
-    generic.add_argument("--data_path", type=local_path, help="Wojood file for --verify (default: the run's test file)")
+    generic.add_argument("--data_path", type=storage_path,
+                        help="Wojood file for --verify (default: the run's test file)")
     generic.add_argument("--tolerance", type=float, default=1e-4, help="largest allowed difference for --verify")
     generic.add_argument("--overwrite", action="store_true", help="replace an earlier export in --output_path")
     generic.add_argument("--license", help="the license to state in the model card")
@@ -123,8 +127,8 @@ def _export(args, format: str | None = None, **options) -> int:  # noqa: A002
                         for f in formats) or "no export format"
         raise UserError(f"{args.model_path}: a {record.config.kind} run; its model family writes {how}, not {format}")
     verify = getattr(args, "verify", False)
-    data = Path(args.data_path) if getattr(args, "data_path", None) else record.data.get("test")
-    if verify and (data is None or not data.is_file()):
+    data = files.location(args.data_path) if getattr(args, "data_path", None) else record.data.get("test")
+    if verify and (data is None or not files.is_file(data)):
         raise UserError(f"--verify: the run's test file {data} is not available; pass --data_path")
     out = record.family.export(args.model_path, format, args.output_path, overwrite=args.overwrite,
                                license=getattr(args, "license", None), **options)

@@ -1,22 +1,29 @@
 """Reading, writing and removing files: the one owner of how arner_jax touches storage.
 
-Owns: reading a file's bytes (a local path, or a `gs://bucket/object` URL through fsspec/gcsfs),
-atomic writes (locally a temporary file in the same folder, then a rename, so a reader never sees half
-of a file; on Cloud Storage one direct upload, which makes an object appear whole or not at all) and
-removing a folder tree that arner_jax made (callers check that first: see
-arner_jax.runs.run_folder.create). Storage errors become one-line `StorageError`s that name the path
-and what to do (no credentials, no such bucket or object, no permission).
+Owns: what a path a user gave is (`location`: a local `pathlib.Path`, or for a `gs://bucket/path`
+URL an `etils.epath.Path` served by fsspec's gcsfs, with the same methods: `/`, `is_file`,
+`iterdir`, `read_text`...), reading a file's bytes, atomic writes (locally a temporary file in the
+same folder, then a rename, so a reader never sees half of a file; on Cloud Storage one direct
+upload, which makes an object appear whole or not at all: never a temporary object and a rename),
+folders that libraries read or write only on a local disk (`local_copy` downloads one, `staged`
+uploads what was written into a temporary one), and removing a folder tree that arner_jax made
+(callers check that first: see arner_jax.runs.run_folder.create). Storage errors become one-line
+`StorageError`s that name the path and what to do (no credentials, no such bucket or object, no
+permission); `storage_errors(url)` turns any client's failure inside it into one.
 
-What reads URLs today: Wojood and prediction files (`arner_jax.data.wojood.read_text`, so the score
-command's --gold and --pred). Run folders, data paths of a training run and every other path flag
-are local (their flags refuse URLs: arner_jax.errors.local_path); the rest of the gs:// work goes
-through this module.
+What takes gs:// URLs: run folders (train, resume, evaluate, predict, convert's sources, sweeps and
+their reports; Orbax writes the checkpoints through its own gs:// support), the data files of a run
+and the score command's files. Flags naming local-only things refuse URLs
+(arner_jax.errors.local_path); those that may be on Cloud Storage use arner_jax.errors.storage_path.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +51,11 @@ def _filesystem(url: str):
 
 def _storage_error(url: str, err: BaseException) -> StorageError:
     """One line for what went wrong reaching `url` (the clients raise their own types)."""
+    if isinstance(err, StorageError):
+        return err
     name, text = type(err).__name__, " ".join(str(err).split())
-    if name in ("DefaultCredentialsError", "RefreshError") or "credentials" in text.lower():
+    if (name in ("DefaultCredentialsError", "RefreshError") or "credentials" in text.lower() or "401" in text
+            or "Unauthorized" in text):
         return StorageError(f"{url}: no Google Cloud credentials ({text[:160]}); {CREDENTIALS_HINT}")
     bucket = url.split("/")[2] if url.count("/") >= 2 else url
     if isinstance(err, FileNotFoundError):
@@ -53,9 +63,60 @@ def _storage_error(url: str, err: BaseException) -> StorageError:
             return StorageError(f"{url}: the bucket gs://{bucket} does not exist; check the name (gsutil ls)")
         return StorageError(f"{url}: no such file; check the path")
     if isinstance(err, PermissionError) or "403" in text or "Forbidden" in text:
+        who = (f" (no credentials were used: {CREDENTIALS_HINT})" if "anonymous caller" in text.lower() else "")
         return StorageError(f"{url}: permission denied (403); give this account access to gs://{bucket}, or "
-                            f"use another bucket")
+                            f"use another bucket{who}")
     return StorageError(f"{url}: cannot be reached ({name}: {text[:200]})")
+
+
+def location(path: str | Path) -> Path:
+    """What `path` names: a local pathlib.Path, or for a gs:// URL an etils.epath.Path (pathlib's methods, served
+    by gcsfs). pathlib.Path would turn gs://bucket/run into the local folder gs:/bucket/run."""
+    text = str(path)
+    if not is_url(text):
+        return path if isinstance(path, Path) else Path(path)
+    if not text.startswith("gs://"):
+        raise StorageError(f"{text}: only gs:// URLs are supported; give a local path or gs://BUCKET/PATH")
+    _filesystem(text)  # a missing gcsfs is one line here, not a traceback later
+    from etils import epath
+
+    return epath.Path(text.rstrip("/"))
+
+
+def absolute(path: str | Path) -> str:
+    """`path` as a user reads it in logs and config.json: a URL as it is, a local path resolved."""
+    return str(path) if is_url(str(path)) else str(Path(path).expanduser().resolve())
+
+
+@contextlib.contextmanager
+def storage_errors(path: str | Path) -> Iterator[None]:
+    """Inside: any failure of a Cloud Storage client about `path` becomes a one-line StorageError (local paths'
+    OSErrors pass through as they are)."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except Exception as err:  # noqa: BLE001 - gcsfs, google-auth and aiohttp raise many types: all become one line
+        if not is_url(str(path)):
+            raise
+        raise _storage_error(str(path), err) from None
+
+
+def check_reachable(path: str | Path) -> None:
+    """For a gs:// folder: list it once, so that missing credentials or bucket, or no permission to read it, is
+    one line before anything is created (whether it can be written shows at the first write, also one line)."""
+    url = str(path)
+    if not is_url(url):
+        return
+    fs, inner = _filesystem(url)
+    bucket = inner.split("/")[0]
+    try:
+        fs.ls(bucket, refresh=True)  # objects.list, which a writer needs anyway (buckets.get may be denied)
+    except FileNotFoundError:
+        raise StorageError(f"{url}: the bucket gs://{bucket} does not exist; check the name (gsutil ls), or "
+                           f"create it (gsutil mb gs://{bucket})") from None
+    except Exception as err:  # noqa: BLE001 - as in storage_errors
+        raise _storage_error(url, err) from None
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -98,6 +159,92 @@ def atomic_write_json(path: str | Path, payload: Any) -> None:
     atomic_write_text(path, json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
 
 
+def is_file(path: str | Path) -> bool:
+    """Whether `path` is a file (a gs:// object); a storage failure is one line."""
+    with storage_errors(path):
+        return location(path).is_file()
+
+
+def is_dir(path: str | Path) -> bool:
+    """Whether `path` is a folder (on Cloud Storage: objects exist under it); a storage failure is one line."""
+    with storage_errors(path):
+        return location(path).is_dir()
+
+
+def read_text(path: str | Path) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
 def remove_tree(path: str | Path) -> None:
     """Delete a folder and everything in it (only folders arner_jax made: the caller has checked)."""
-    shutil.rmtree(path)
+    if not is_url(str(path)):
+        shutil.rmtree(path)
+        return
+    fs, inner = _filesystem(str(path))
+    with storage_errors(path):
+        if fs.exists(inner):
+            fs.rm(inner, recursive=True)
+
+
+def remove_file(path: str | Path) -> None:
+    """Delete one file we wrote, if it is there."""
+    if not is_url(str(path)):
+        Path(path).unlink(missing_ok=True)
+        return
+    fs, inner = _filesystem(str(path))
+    with storage_errors(path):
+        if fs.exists(inner):
+            fs.rm_file(inner)
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Add `text` at the end of a file (made if missing). On Cloud Storage, where objects cannot be appended to,
+    the file is read and uploaded again whole: for small, rarely written logs (a sweep's progress lines)."""
+    if not is_url(str(path)):
+        with open(path, "a", encoding="utf-8") as file:
+            file.write(text)
+        return
+    atomic_write_text(path, (read_text(path) if is_file(path) else "") + text)
+
+
+def make_folder(path: str | Path) -> None:
+    """A local folder and its parents; nothing on Cloud Storage (no folders there: a path exists once an object
+    is written under it, and making one could create a bucket from a mistyped name)."""
+    if not is_url(str(path)):
+        Path(path).mkdir(parents=True, exist_ok=True)
+
+
+@contextlib.contextmanager
+def local_copy(folder: str | Path) -> Iterator[Path]:
+    """A folder as a local path for a library that reads only local folders (a tokenizer, a Hugging Face model):
+    a local folder as it is; a gs:// one downloaded into a temporary folder, deleted after."""
+    if not is_url(str(folder)):
+        yield Path(folder)
+        return
+    fs, inner = _filesystem(str(folder))
+    with tempfile.TemporaryDirectory(prefix="arner_jax_download_") as tmp:
+        with storage_errors(folder):
+            names = [name for name in fs.find(inner) if not name.endswith("/")]
+            if not names:
+                raise FileNotFoundError(f"{folder}: no such folder")
+            for name in names:
+                target = Path(tmp) / name[len(inner):].lstrip("/")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(fs.cat_file(name))
+        yield Path(tmp)
+
+
+@contextlib.contextmanager
+def staged(folder: str | Path) -> Iterator[Path]:
+    """A local folder to write into for a library that writes only local folders: a local `folder` itself; for
+    a gs:// one a temporary folder whose files are uploaded under `folder` (one upload each) when the block ends
+    without an error."""
+    if not is_url(str(folder)):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        yield Path(folder)
+        return
+    with tempfile.TemporaryDirectory(prefix="arner_jax_upload_") as tmp:
+        yield Path(tmp)
+        for file in sorted(Path(tmp).rglob("*")):
+            if file.is_file():
+                atomic_write_bytes(f"{str(folder).rstrip('/')}/{file.relative_to(tmp).as_posix()}", file.read_bytes())

@@ -178,4 +178,7 @@ def format_wojood(sentences: Iterable[Sentence]) -> str:
 
 
 def write_wojood(path: str | Path, sentences: Sequence[Sentence]) -> None:
-    Path(path).write_text(format_wojood(sentences), encoding="utf-8")
+    """Write a Wojood file whole (a local path or a gs:// URL: arner_jax.data.files)."""
+    from arner_jax.data import files
+
+    files.atomic_write_text(path, format_wojood(sentences))

@@ -1,10 +1,11 @@
 """The Orbax checkpoints of a run folder: how they are laid out, written and read.
 
 Owns: `checkpoints/latest/<step>/` and `checkpoints/best/<step>/` (each: `state/`, the arrays, and
-`meta/`, JSON); the Orbax manager a writer uses; which steps are complete (the temporary folder of
-a save cut short is ignored); reading one checkpoint read-only (no manager: a reader never cleans
-or deletes); and the newest kept model of a run that may be training meanwhile. The trainer's two
-managers are arner_jax.train.checkpoints'.
+`meta/`, JSON), in a local or a gs:// run folder (Orbax writes Cloud Storage itself); the Orbax
+manager a writer uses; which steps are complete (the temporary folder of a save cut short is
+ignored, and on Cloud Storage a step folder without Orbax's commit_success.txt); reading one
+checkpoint read-only (no manager: a reader never cleans or deletes); and the newest kept model of
+a run that may be training meanwhile. The trainer's two managers are arner_jax.train.checkpoints'.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from arner_jax.data import files
 from arner_jax.encoders import stack_layer_params
 from arner_jax.runs.run_folder import BEST, READABLE_FORMATS, RunFolderError, RunRecord
 
@@ -28,7 +30,14 @@ def checkpoint_manager(folder: Path, keep: int):
 
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=True,
                                            cleanup_tmp_directories=True)
-    return ocp.CheckpointManager(folder.absolute(), options=options, item_names=("state", "meta"))
+    return ocp.CheckpointManager(_orbax_path(folder), options=options, item_names=("state", "meta"))
+
+
+def _orbax_path(folder: str | Path):
+    """A folder as Orbax takes it: an absolute local path, or the gs:// URL (an etils.epath.Path)."""
+    from etils import epath
+
+    return epath.Path(folder) if files.is_url(str(folder)) else Path(folder).absolute()
 
 
 def checkpoint_args(state: Any, meta: dict):
@@ -52,11 +61,17 @@ def save_params(run_dir: Path, params: Any, meta: dict) -> None:
 
 def complete_steps(folder: str | Path) -> list[int]:
     """Steps of the complete Orbax checkpoints in `folder`, oldest first (temporary folders ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(int(p.name) for p in folder.iterdir()
-                  if p.name.isdigit() and (p / "state").is_dir() and (p / "_CHECKPOINT_METADATA").is_file())
+    folder = files.location(folder)
+    with files.storage_errors(folder):
+        if not folder.is_dir():
+            return []
+        if files.is_url(str(folder)):  # no temporary folders there: a step is complete once Orbax committed it
+            from orbax.checkpoint.path import step as orbax_step
+
+            return sorted(int(p.name) for p in folder.iterdir()
+                          if p.name.isdigit() and orbax_step.is_path_finalized(p))
+        return sorted(int(p.name) for p in folder.iterdir()
+                      if p.name.isdigit() and (p / "state").is_dir() and (p / "_CHECKPOINT_METADATA").is_file())
 
 
 def read_checkpoint(step_dir: Path, template: Any) -> tuple[Any, dict]:
@@ -64,9 +79,9 @@ def read_checkpoint(step_dir: Path, template: Any) -> tuple[Any, dict]:
     import jax
     import orbax.checkpoint as ocp
 
-    meta = json.loads((step_dir / "meta" / "metadata").read_text(encoding="utf-8"))
+    meta = json.loads(files.read_text(files.location(step_dir) / "meta" / "metadata"))
     with ocp.StandardCheckpointer() as checkpointer:
-        state = checkpointer.restore(step_dir.absolute() / "state", template)
+        state = checkpointer.restore(_orbax_path(step_dir) / "state", template)
     return jax.tree.map(np.asarray, jax.device_get(state)), meta
 
 
@@ -77,7 +92,7 @@ def read_kept_params(record: RunRecord, template: Any, attempts: int = 5) -> dic
     may see its checkpoint vanish midway. When a read fails and the kept models changed meanwhile,
     the newest is read instead; a read that fails on an unchanged folder is a real fault and raised.
     """
-    best = record.run_dir / BEST
+    best = files.location(record.run_dir) / BEST
     for attempt in range(attempts):
         steps = complete_steps(best)
         if not steps:

@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from arner_jax import __version__
+from arner_jax.data import files
 from arner_jax.errors import UserError
 
 CARD = "README.md"
@@ -111,7 +112,7 @@ def read_training_data(path: Path, tag_scheme: str, nested: bool) -> TrainingDat
         else:
             entities = tag_spans(s.flat_tags())
         sentences.append((list(s.words), sorted(entities, key=lambda e: (e[1], e[2], e[0]))))
-    return TrainingData(Path(path), sentences, nested)
+    return TrainingData(files.location(path), sentences, nested)
 
 
 # ----------------------------------------------------------------------------- what a card shows

@@ -11,11 +11,13 @@ Owns the one place that knows what a run folder (`--output_path`) holds:
   predictions_val.txt, predictions_test.txt, metrics.json, train.log, tensorboard/
   eval/                outputs of `python -m arner_jax.evaluate` (one subfolder per file)
 
-Input paths in config.json are absolute (a resume from another directory reads the same
-files); files inside the folder are recorded relative to it (a moved folder still loads).
-Every file is written through arner_jax.data.files (a temporary file and a rename, so a reader
-never sees half of one); the Orbax checkpoints are arner_jax.runs.checkpoints'; loading a trained
-run, read-only, is arner_jax.runs.loading's.
+A run folder may be local or on Cloud Storage (`gs://bucket/run`): paths go through
+arner_jax.data.files.location, so the same code reads and writes both. Input paths in config.json
+are absolute or URLs (a resume from another directory reads the same files); files inside the
+folder are recorded relative to it (a moved folder still loads). Every file is written through
+arner_jax.data.files (locally a temporary file and a rename, on Cloud Storage one upload, so a
+reader never sees half of one); the Orbax checkpoints are arner_jax.runs.checkpoints'; loading a
+trained run, read-only, is arner_jax.runs.loading's.
 Format versions: arner_jax-run/2 is written; arner_jax-run/1 (before model families, with the
 encoder's layers saved one by one instead of stacked for the scan) is read.
 """
@@ -28,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from arner_jax.config import RunConfig
-from arner_jax.data.files import atomic_write_json, remove_tree
+from arner_jax.data import files
+from arner_jax.data.files import atomic_write_json, location, remove_tree, storage_errors
 from arner_jax.encoders import EncoderConfig
 from arner_jax.errors import UserError
 from arner_jax.models.base import ModelFamily, family_for
@@ -58,28 +61,31 @@ def mark(run_dir: Path) -> None:
 
 def is_run_folder(path: str | Path) -> bool:
     """Made by arner_jax: it has the marker, or (format 1) a config.json of ours."""
-    path = Path(path)
-    if (path / MARKER).is_file():
-        return True
+    path = location(path)
+    with storage_errors(path):
+        if (path / MARKER).is_file():
+            return True
     try:
-        return json.loads((path / CONFIG).read_text(encoding="utf-8")).get("format") in READABLE_FORMATS
+        return json.loads(files.read_text(path / CONFIG)).get("format") in READABLE_FORMATS
     except (OSError, ValueError, AttributeError):
         return False
 
 
 def check_output(run_dir: str | Path, overwrite: bool, resume: bool) -> None:
     """Refuse an --output_path that cannot be used as asked, before anything is written."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     if overwrite and resume:
         raise RunFolderError("--overwrite and --resume exclude each other; give one")
-    if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"{run_dir}: is a file; --output_path must be a folder")
-    nonempty = run_dir.is_dir() and any(run_dir.iterdir())
+    files.check_reachable(run_dir)
+    with storage_errors(run_dir):
+        if run_dir.is_file():
+            raise RunFolderError(f"{run_dir}: is a file; --output_path must be a folder")
+        nonempty = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:
         if not is_run_folder(run_dir):
             raise RunFolderError(f"{run_dir}: nothing to resume (not a run folder of arner_jax); drop --resume "
                                  "to start a new run there, or pass the run's --output_path")
-        if not (run_dir / CONFIG).is_file():
+        if not files.is_file(run_dir / CONFIG):
             raise RunFolderError(f"{run_dir}: the run stopped before it saved its settings; start it again with "
                                  "--overwrite")
     elif nonempty and not overwrite:
@@ -92,12 +98,14 @@ def check_output(run_dir: str | Path, overwrite: bool, resume: bool) -> None:
 
 def create(run_dir: str | Path, overwrite: bool) -> Path:
     """Make the folder of a new run (after `check_output`): an overwritten run folder is deleted first."""
-    run_dir = Path(run_dir)
-    if overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+    run_dir = location(run_dir)
+    with storage_errors(run_dir):
+        nonempty = run_dir.is_dir() and any(run_dir.iterdir())
+    if overwrite and nonempty:
         if not is_run_folder(run_dir):  # checked before; checked again right before deleting
             raise RunFolderError(f"{run_dir}: not a run folder of arner_jax; not deleted")
         remove_tree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    files.make_folder(run_dir)
     mark(run_dir)
     return run_dir
 
@@ -115,7 +123,7 @@ def write_run(run_dir: Path, config: RunConfig, family: ModelFamily, labels: Any
 
     from arner_jax import __version__
 
-    tokenizer.save_pretrained(str(run_dir / TOKENIZER))
+    save_tokenizer(run_dir, tokenizer)
     atomic_write_json(run_dir / VOCAB, family.labels_to_json(labels))
     payload = {
         "format": FORMAT,
@@ -133,12 +141,16 @@ def write_run(run_dir: Path, config: RunConfig, family: ModelFamily, labels: Any
 
 
 def _relative(run_dir: Path, path: Path) -> str:
-    """Inside the run folder: relative to it; elsewhere: absolute."""
-    path = Path(path).resolve()
-    try:
-        return str(path.relative_to(run_dir.resolve()))
-    except ValueError:
-        return str(path)
+    """Inside the run folder: relative to it; elsewhere: absolute (or the URL)."""
+    folder, path = files.absolute(run_dir).rstrip("/") + "/", files.absolute(path)
+    return path[len(folder):] if path.startswith(folder) else path
+
+
+def data_path(run_dir: Path, recorded: str) -> Path:
+    """A data file config.json records: relative to the run folder, or absolute, or a URL."""
+    if files.is_url(recorded) or Path(recorded).is_absolute():
+        return location(recorded)
+    return location(run_dir) / recorded
 
 
 # ---------------------------------------------------------------------- reading
@@ -157,13 +169,13 @@ class RunRecord:
 
 def read_run(run_dir: str | Path) -> RunRecord:
     """A run folder's settings (both formats); RunFolderError when it is not one."""
-    run_dir = Path(run_dir)
+    run_dir = location(run_dir)
     path = run_dir / CONFIG
-    if not path.is_file():
+    if not files.is_file(path):
         raise RunFolderError(f"{run_dir}: not a run folder of arner_jax (no {CONFIG}); pass the --output_path "
                              "of a training run")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(files.read_text(path))
     except ValueError as err:
         raise RunFolderError(f"{path}: not valid JSON ({err}); the run folder is damaged") from None
     fmt = raw.get("format")
@@ -177,17 +189,23 @@ def read_run(run_dir: str | Path) -> RunRecord:
     family = family_for(config.kind)
     vocab = run_dir / VOCAB
     # format 1 span runs kept their labels in config.json's "span" section
-    labels_json = json.loads(vocab.read_text(encoding="utf-8")) if vocab.is_file() else raw.get("span")
+    labels_json = json.loads(files.read_text(vocab)) if files.is_file(vocab) else raw.get("span")
     if labels_json is None:
         raise RunFolderError(f"{run_dir}: no {VOCAB}; the run folder is incomplete")
-    data = {split: run_dir / p for split, p in raw.get("data", {}).items()}  # absolute paths stay absolute
+    data = {split: data_path(run_dir, p) for split, p in raw.get("data", {}).items()}
     return RunRecord(run_dir, config, family, EncoderConfig.from_dict(raw["encoder"]),
                      family.labels_from_json(labels_json), data, fmt)
+
+
+def save_tokenizer(run_dir: Path, tokenizer: Any) -> None:
+    with files.staged(location(run_dir) / TOKENIZER) as folder:
+        tokenizer.save_pretrained(str(folder))
 
 
 def load_tokenizer(run_dir: Path, family: ModelFamily):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir / TOKENIZER))
+    with files.local_copy(location(run_dir) / TOKENIZER) as folder:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
     family.prepare_tokenizer(tokenizer)
     return tokenizer

@@ -29,6 +29,7 @@ from typing import Any
 from arner_jax.config import RunConfig
 from arner_jax.configs.grids import Configuration, Grid
 from arner_jax.configs.presets import SMOKE_OFFLINE
+from arner_jax.data import files
 from arner_jax.data.files import atomic_write_json
 from arner_jax.errors import UserError
 from arner_jax.runs import run_folder
@@ -41,7 +42,7 @@ DATA_FLAGS = ("train_path", "val_path", "test_path")
 
 def run_dir(root: str | Path, configuration: str, seed_index: int) -> Path:
     """The run folder of one configuration's seed `seed_index` in a sweep folder."""
-    return Path(root) / configuration / f"seed{seed_index}"
+    return files.location(root) / configuration / f"seed{seed_index}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,7 +180,7 @@ def grid_record(grid: Grid, runs: Sequence[Run], smoke: bool, seeds: int, shard:
 
 def read_record(root: str | Path) -> dict:
     """A sweep folder's sweep.json; UserError when it has none."""
-    path = Path(root) / SWEEP
+    path = files.location(root) / SWEEP
     if not path.is_file():
         raise UserError(f"{root}: no {SWEEP}; pass the --output_path of a sweep (python -m arner_jax.sweep)")
     return json.loads(path.read_text(encoding="utf-8"))

@@ -23,8 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from arner_jax.data import files
 from arner_jax.data.files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from arner_jax.errors import ArgumentParser, exit_on_user_error, local_path
+from arner_jax.errors import ArgumentParser, exit_on_user_error, storage_path
 from arner_jax.runs import run_folder
 from arner_jax.sweep import folder as sweep
 
@@ -48,7 +49,7 @@ def collect(root: str | Path) -> dict[str, Any]:
     `rows` has one dict per configuration (the same keys in results.csv and results.json);
     `runs` holds each finished run's history for the curves.
     """
-    root = Path(root)
+    root = files.location(root)  # local or gs://
     record = sweep.read_record(root)
     rows, runs, failures = [], [], []
     counts = dict.fromkeys(sweep.STATES, 0)
@@ -192,8 +193,8 @@ def plot_curves(report: dict[str, Any], output: Path) -> list[str]:
 def write_report(root: str | Path, output: str | Path | None = None) -> dict[str, Path]:
     """Write the results files and the curves of the sweep in `root` into `output` (default: `root`)."""
     report = collect(root)
-    output = Path(output or root)
-    output.mkdir(parents=True, exist_ok=True)
+    output = files.location(output or root)
+    files.make_folder(output)
     figures = plot_curves(report, output)
     rows = report["rows"]
     atomic_write_text(output / MARKDOWN, markdown(report, figures))
@@ -206,12 +207,13 @@ def write_report(root: str | Path, output: str | Path | None = None) -> dict[str
 def main(argv: Sequence[str] | None = None, prog: str = "python -m arner_jax.sweep report") -> dict[str, Path]:
     parser = ArgumentParser(prog=prog,
                             description="Tables and learning curves of a sweep (python -m arner_jax.sweep).")
-    parser.add_argument("sweep_dir", type=local_path, help="the sweep's --output_path")
-    parser.add_argument("--output", type=local_path, help="folder for the results (default: the sweep folder)")
+    parser.add_argument("sweep_dir", type=storage_path, help="the sweep's --output_path (local or gs://)")
+    parser.add_argument("--output", type=storage_path,
+                        help="folder for the results, local or gs:// (default: the sweep folder)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with exit_on_user_error():
         written = write_report(args.sweep_dir, args.output)
-    print(Path(written[MARKDOWN]).read_text(encoding="utf-8"))
+    print(files.read_text(written[MARKDOWN]))
     print("wrote " + ", ".join(str(p) for p in written.values()))
     return written
 

@@ -18,8 +18,9 @@ from typing import Any
 
 from arner_jax.config import settings_fields
 from arner_jax.configs.grids import GRIDS, Grid, get_grid
+from arner_jax.data import files
 from arner_jax.data.files import atomic_write_json
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path, one_line
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path, one_line, storage_path
 from arner_jax.sweep.folder import (
     DATA_FLAGS,
     FAILURE,
@@ -57,8 +58,7 @@ class Progress:
 
     def __call__(self, message: str) -> None:
         self.echo(message)
-        with open(self.path, "a", encoding="utf-8") as log:
-            log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        files.append_text(self.path, f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
 
 
 def duration(seconds: float) -> str:
@@ -73,7 +73,7 @@ def _train(run: Run, folder: Path) -> tuple[dict, str]:
     """Train, resume or restart one run folder; returns its metrics and what was done."""
     from arner_jax.train.experiment import train_and_evaluate
 
-    (folder / FAILURE).unlink(missing_ok=True)  # a new attempt: the old failure no longer stands
+    files.remove_file(folder / FAILURE)  # a new attempt: the old failure no longer stands
     if status(folder) == "interrupted":
         return train_and_evaluate(None, folder, resume=True), "resumed"
     restart = folder.is_dir() and any(folder.iterdir())  # a run folder stopped before it saved its settings
@@ -82,7 +82,7 @@ def _train(run: Run, folder: Path) -> tuple[dict, str]:
 
 def _record_failure(run: Run, folder: Path, err: Exception) -> str:
     line = one_line(str(err)) or type(err).__name__
-    folder.mkdir(parents=True, exist_ok=True)
+    files.make_folder(folder)
     atomic_write_json(folder / FAILURE, {
         "run": run.id, "type": type(err).__name__, "error": line, "time": time.strftime("%Y-%m-%d %H:%M:%S"),
         "traceback": traceback.format_exception(type(err), err, err.__traceback__)})
@@ -106,11 +106,11 @@ def run_sweep(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke:
     from arner_jax.system import executables
     from arner_jax.train.loop import Preempted
 
-    grid, root = get_grid(grid_name), Path(output_path)
+    grid, root = get_grid(grid_name), files.location(output_path)  # local or gs://
     everything = plan(grid, seeds, smoke, overrides, only, encoders)
     runs = take_shard(everything, shard)
     record = grid_record(grid, everything, smoke, seeds, shard, len(runs), root)
-    root.mkdir(parents=True, exist_ok=True)
+    files.make_folder(root)
     atomic_write_json(root / SWEEP, record)
     if compilation_cache:
         executables.enable_compilation_cache(compilation_cache)
@@ -118,7 +118,7 @@ def run_sweep(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke:
     result = SweepResult([r.id for r in runs])
     todo = sum(status(run_dir(root, r.configuration.name, r.seed_index)) != "finished" for r in runs)
     say(f"sweep {grid.name}{' (smoke)' * smoke}, shard {shard[0]}/{shard[1]}: {len(runs)} runs, "
-        f"{len(runs) - todo} finished before, {todo} to train; in {root.resolve()}")
+        f"{len(runs) - todo} finished before, {todo} to train; in {files.absolute(root)}")
     seconds: list[float] = []
     for i, run in enumerate(runs, 1):
         folder = run_dir(root, run.configuration.name, run.seed_index)
@@ -166,8 +166,8 @@ def build_parser() -> ArgumentParser:
                        epilog="Any other training flag (python -m arner_jax.train --help) applies to every run, e.g. "
                               "--max_epochs 3 --dtype bfloat16, unless the grid varies it (--kind, --loss, ...).")
     p.add_argument("--preset", required=True, choices=list(GRIDS), help="the grid (arner_jax.configs.grids)")
-    p.add_argument("--output_path", type=local_path, required=True,
-                   help="the sweep folder: DIR/<configuration>/seed<k>/ per run")
+    p.add_argument("--output_path", type=storage_path, required=True,
+                   help="the sweep folder, local or gs://: DIR/<configuration>/seed<k>/ per run")
     p.add_argument("--seeds", type=int, default=1, help="runs per configuration; seed k is RunConfig seed 3407 + k")
     p.add_argument("--smoke", action="store_true",
                    help="each run's preset smoke variant: tiny encoder, synthetic corpus, one epoch (offline)")
@@ -179,8 +179,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--encoder", action="append", default=[], metavar="HUB_ID=FOLDER",
                    help="load this hub id's encoder from a local folder (machines without the hub)")
     for name in DATA_FLAGS:
-        p.add_argument(f"--{name}", type=local_path,
-                       help="Wojood file (all three, or none: the Wojood sample shipped with arner_jax)")
+        p.add_argument(f"--{name}", type=storage_path,
+                       help="Wojood file, local or gs:// (all three, or none: the Wojood sample of arner_jax)")
     p.add_argument("--compilation_cache", type=local_path, help="folder of JAX's persistent compilation cache "
                                                "(default: ~/.cache/arner_jax/jax_compilation_cache)")
     p.add_argument("--no_compilation_cache", action="store_true", help="do not use the persistent compilation cache")
@@ -222,7 +222,8 @@ def dry_run(grid_name: str, output_path: str | Path, *, seeds: int = 1, smoke: b
     grid = get_grid(grid_name)
     everything = plan(grid, seeds, smoke, overrides, only, encoders)
     runs = take_shard(everything, shard)
-    grid_record(grid, everything, smoke, seeds, shard, len(runs), Path(output_path))  # refuses changed settings
+    # refuses changed settings
+    grid_record(grid, everything, smoke, seeds, shard, len(runs), files.location(output_path))
     for i, run in enumerate(runs, 1):
         print(f"[{i}/{len(runs)}] {run.id} ({status(run_dir(output_path, run.configuration.name, run.seed_index))})")
         print(f"    {command(run, output_path, smoke, overrides)}")
@@ -258,7 +259,7 @@ def _data_paths(args) -> dict[str, str]:
     """--train_path/--val_path/--test_path, checked up front (a missing file would fail every run)."""
     paths = {name: getattr(args, name) for name in DATA_FLAGS if getattr(args, name)}
     for name, path in paths.items():
-        if not Path(path).is_file():
+        if not files.is_file(path):
             raise UserError(f"--{name} {path}: no such file")
     return paths
 

@@ -4,8 +4,9 @@ Owns the trainer's two `orbax.checkpoint.CheckpointManager`s under `<run>/checkp
   latest/<step>/  the full train state (parameters, optimizer state, step) and the loop's
                   state as JSON (epoch, early-stopping counters, history); the newest 2 kept;
   best/<step>/    the kept model's parameters and its validation figures; the newest kept.
-Orbax writes each checkpoint into a temporary folder and renames it when complete, so a run
-killed while saving leaves the previous checkpoints intact; the trainer's managers drop such
+Orbax writes each checkpoint into a temporary folder and renames it when complete (on Cloud
+Storage it writes commit_success.txt last instead), so a run killed while saving leaves the
+previous checkpoints intact; the trainer's managers drop such
 temporary folders (readers never do: arner_jax.runs.checkpoints reads without a manager). Resuming
 tries the newest latest checkpoint and falls back to the one before when it cannot be read, with
 a one-line warning naming it. Saves are asynchronous (training goes on while the files are
@@ -22,6 +23,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from arner_jax.data import files
 from arner_jax.runs import run_folder
 from arner_jax.runs.checkpoints import checkpoint_args, checkpoint_manager
 
@@ -40,7 +42,7 @@ def _abstract(template: Any) -> Any:
 
 class RunCheckpoints:
     def __init__(self, run_dir: str | Path):
-        run_dir = Path(run_dir)
+        run_dir = files.location(run_dir)
         self.latest = checkpoint_manager(run_dir / run_folder.LATEST, KEEP_LATEST)
         self.best = checkpoint_manager(run_dir / run_folder.BEST, 1)
 

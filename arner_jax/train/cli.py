@@ -14,11 +14,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from arner_jax.config import settings_fields
 from arner_jax.configs.presets import PRESETS, get_preset
-from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path
+from arner_jax.data.files import absolute
+from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path, storage_path
 from arner_jax.models.base import family_for
 from arner_jax.runs import run_folder
 from arner_jax.scoring.metrics import format_per_type
@@ -42,8 +42,8 @@ def build_parser(preset_name: str) -> argparse.ArgumentParser:
     p = ArgumentParser(prog=f"python -m experiments.{preset.name}", description=description,
                                 epilog=f"Preset {preset.name!r} (arner_jax.configs.presets); defaults below are its "
                                        "settings.")
-    p.add_argument("--output_path", type=local_path,
-                   help="run folder (default: a new folder under the system temp dir)")
+    p.add_argument("--output_path", type=storage_path,
+                   help="run folder, local or gs://BUCKET/PATH (default: a new folder under the system temp dir)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete --output_path (a run folder of arner_jax only) and start again")
     p.add_argument("--resume", action="store_true", help="continue the run in --output_path from its checkpoint")
@@ -117,11 +117,11 @@ def main(argv: Sequence[str] | None = None, *, preset: str = "wojood_nested") ->
             print(f"preempted: {stop}; continue with the same command and --output_path {args.output_path} "
                   "--resume", file=sys.stderr)
             raise SystemExit(PREEMPTED_STATUS) from None
-    run_dir = Path(args.output_path)
     if distributed.is_primary():
         print(f"\n{format_per_type(metrics['test'])}")
         print(f"\nval  micro-F1 {metrics['val']['f1']:.4f}   test micro-F1 {metrics['test']['f1']:.4f}  "
               f"({metrics['kind']}, kept epoch {metrics['best_epoch']} of {metrics['epochs_run']})")
-        print(f"results in {run_dir.resolve()}: {run_folder.CONFIG}, {run_folder.METRICS}, predictions_val.txt, "
-              f"predictions_test.txt, {run_folder.LOG}, {run_folder.TENSORBOARD}/, {run_folder.BEST}")
+        print(f"results in {absolute(args.output_path)}: {run_folder.CONFIG}, {run_folder.METRICS}, "
+              f"predictions_val.txt, predictions_test.txt, {run_folder.LOG}, {run_folder.TENSORBOARD}/, "
+              f"{run_folder.BEST}")
     return metrics

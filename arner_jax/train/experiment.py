@@ -20,6 +20,7 @@ import logging
 from pathlib import Path
 
 from arner_jax.config import RunConfig
+from arner_jax.data import files
 from arner_jax.runs import run_folder
 from arner_jax.runs.checkpoints import complete_steps
 from arner_jax.system import distributed, host_memory
@@ -38,7 +39,7 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
     only: start again) or `resume` (continue from the latest checkpoint with the run's saved
     settings; `config` may then be None). Every input is checked before anything is written.
     """
-    run_dir = Path(output_path)
+    run_dir = files.location(output_path)  # a local folder or gs://bucket/run
     run_folder.check_output(run_dir, overwrite, resume)
     changed: list[str] = []
     if resume:  # a resumed run is the saved run: its schedule and data must not change
@@ -61,7 +62,7 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
     try:
         if changed:
             log.warning("resuming with the run's saved settings; ignoring the new %s", ", ".join(changed))
-        log.info("run folder %s (%s)", run_dir.resolve(), "resumed" if resume else "new")
+        log.info("run folder %s (%s)", files.absolute(run_dir), "resumed" if resume else "new")
         log.info("settings: %s", json.dumps(config.to_dict(), ensure_ascii=False))
         log.info("%s", host_memory.describe())
         return Trainer(prepare(config, run_dir, inputs, resume=resume)).fit(resume=resume)

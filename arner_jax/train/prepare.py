@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from arner_jax.config import RunConfig
+from arner_jax.data import files
 from arner_jax.data.sample import wojood_sample_paths
 from arner_jax.data.wojood import Corpus, Sentence, read_wojood, write_wojood
 from arner_jax.encoders import (
@@ -75,7 +76,7 @@ def check_inputs(config: RunConfig, resume_dir: Path | None = None, encoder_requ
     """
     written: dict[str, list[Sentence]] = {}
     if resume_dir is not None and (config.synthetic or config.dataset):
-        paths = {s: resume_dir / run_folder.DATA / f"{s}.txt" for s in SPLITS}
+        paths = {s: files.location(resume_dir) / run_folder.DATA / f"{s}.txt" for s in SPLITS}
     elif config.synthetic:
         from arner_jax.data.synthetic import synthetic_splits
 
@@ -87,7 +88,7 @@ def check_inputs(config: RunConfig, resume_dir: Path | None = None, encoder_requ
         written = dataset_splits(config.dataset)
         paths = {}
     elif config.train_path:
-        paths = {"train": Path(config.train_path), "val": Path(config.val_path), "test": Path(config.test_path)}
+        paths = {s: files.location(config.get(f"{s}_path")) for s in SPLITS}  # local or gs://
     else:
         paths = wojood_sample_paths()
     corpora = {s: read_wojood(p, config.tag_scheme) for s, p in paths.items()}
@@ -122,8 +123,7 @@ def _scratch_tokenizer(config: RunConfig, corpora: dict[str, Corpus], family: Mo
     back, and a resumed run reads it back), so all processes and a resume use the same tokenizer."""
     if is_primary():
         texts = [" ".join(s.words) for s in corpora["train"].sentences]
-        train_wordpiece_tokenizer(texts, vocab_size=config.scratch_vocab_size).save_pretrained(
-            str(run_dir / run_folder.TOKENIZER))
+        run_folder.save_tokenizer(run_dir, train_wordpiece_tokenizer(texts, vocab_size=config.scratch_vocab_size))
     barrier("scratch tokenizer saved")
     tokenizer = run_folder.load_tokenizer(run_dir, family)
     encoder = small_bert_config(len(tokenizer), config.scratch_hidden_size, config.scratch_layers,
@@ -182,14 +182,14 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
 def _data_files(config: RunConfig, run_dir: Path, inputs: Inputs) -> dict[str, Path]:
     """The data files of the run; corpora made for it (synthetic, `datasets`) written into its folder once."""
     if inputs.written:
-        folder = run_dir / run_folder.DATA
+        folder = files.location(run_dir) / run_folder.DATA
         paths = {s: folder / f"{s}.txt" for s in SPLITS}
-        if is_primary() and not all(p.is_file() for p in paths.values()):
-            folder.mkdir(parents=True, exist_ok=True)
+        if is_primary() and not all(files.is_file(p) for p in paths.values()):
+            files.make_folder(folder)
             for split, sentences in inputs.written.items():
                 write_wojood(paths[split], sentences)
         return paths
-    return {s: Path(c.path) for s, c in inputs.corpora.items()}
+    return {s: files.location(c.path) for s, c in inputs.corpora.items()}
 
 
 def _warn_untrained_types(corpora: dict[str, Corpus]) -> None:

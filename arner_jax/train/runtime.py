@@ -1,6 +1,7 @@
 """The process around a run: logs, compilation counts, preemption.
 
-Owns: the logger writing `train.log` (primary process only); counting XLA compilations; and
+Owns: the logger writing `train.log` (primary process only; in a gs:// run folder re-uploaded whole,
+since an object cannot be appended to); counting XLA compilations; and
 noticing SIGTERM (preemption) so that the loop can save and stop at a step boundary. Starting
 several processes, barriers and "am I process 0" are arner_jax.system.distributed's; the
 compilation cache and the compiled programs kept on disk are arner_jax.system.executables'.
@@ -11,11 +12,13 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import jax
 
+from arner_jax.data import files
 from arner_jax.system.distributed import is_primary
 
 log = logging.getLogger("arner_jax")
@@ -32,9 +35,45 @@ def setup_logging(run_dir: Path, filename: str) -> None:
         log.addHandler(logging.NullHandler())
         return
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(run_dir / filename, encoding="utf-8")):
+    path = files.location(run_dir) / filename
+    to_file = UploadedLog(path) if files.is_url(str(path)) else logging.FileHandler(path, encoding="utf-8")
+    for handler in (logging.StreamHandler(sys.stderr), to_file):
         handler.setFormatter(fmt)
         log.addHandler(handler)
+
+
+class UploadedLog(logging.Handler):
+    """A log file on Cloud Storage, where an object cannot be appended to: the whole text is uploaded again (one
+    upload: the object is always a complete earlier version) at the first record, then at most every `every`
+    seconds, and when flushed or closed; a kill loses at most the last `every` seconds of lines. A resumed run
+    continues the uploaded text."""
+
+    def __init__(self, url, every: float = 30.0):
+        super().__init__()
+        self.url, self.every = str(url), every
+        self.text = files.read_text(self.url) if files.is_file(self.url) else ""
+        self.uploaded_at: float | None = None
+        self.pending = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.text += self.format(record) + "\n"
+            self.pending = True
+            if self.uploaded_at is None or time.monotonic() - self.uploaded_at >= self.every:
+                self.flush()
+        except Exception:  # noqa: BLE001 - logging's own policy: report, never stop the run
+            self.handleError(record)
+
+    def flush(self) -> None:
+        if self.pending:
+            files.atomic_write_text(self.url, self.text)
+            self.pending, self.uploaded_at = False, time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            super().close()
 
 
 def close_logging() -> None:

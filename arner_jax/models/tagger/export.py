@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from arner_jax.data import files
 from arner_jax.data.vocab import LabelVocab
 from arner_jax.encoders import (
     CheckpointError,
@@ -82,7 +83,7 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
         save_pretrained_encoder(out, run.params["encoder"], run.encoder)
         save_file({"kernel": params["head_kernel"], "bias": params["head_bias"]}, str(out / HEADS_FILE))
         meta = {"kind": run.config.kind, "one_tag_per_word": spec.one_tag_per_word, "vocab": run.labels.to_json(),
-                "max_length": run.max_length, "source_run": str(Path(model_path).resolve())}
+                "max_length": run.max_length, "source_run": files.absolute(model_path)}
         (out / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     run.tokenizer.save_pretrained(str(out))
     model_card.write_card(out, card)

@@ -1,0 +1,301 @@
+"""Run folders on Cloud Storage (issue 27): every command with its folder on the session's local GCS server
+(tests/gcs_server.py), compared with the same command on a local folder.
+
+The default set trains one small run on gs:// and on a local folder and compares them file by file, then
+evaluates and predicts from the gs:// run; refusals are one line and create nothing. The slow set kills a
+gs:// run at three points and resumes it, stops one with SIGTERM, and runs a sweep and its report on gs://.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO as REPO_ROOT
+from tests.conftest import train_run
+
+SMOKE = ["--smoke", "--max_epochs", "2", "--patience", "2", "--lr", "5e-3"]
+
+
+def local_files(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def gcs_files(server, url: str) -> dict[str, bytes]:
+    prefix = url.split("/", 3)[3] + "/"
+    return {name[len(prefix):]: data for name, data in server.listing(url + "/").items()}
+
+
+def without_timing(metrics_json: bytes) -> dict:
+    return {k: v for k, v in json.loads(metrics_json).items() if k != "timing"}
+
+
+def kept_params(run) -> dict:
+    import jax
+
+    from arner_jax.runs.loading import load_run
+
+    return jax.tree.map(np.asarray, load_run(run).params)
+
+
+@pytest.fixture(scope="module")
+def twin_runs(gcs_server, tmp_path_factory, compilation_cache):
+    """The same small run in a local folder and in gs://; (local folder, URL)."""
+    local = tmp_path_factory.mktemp("twin") / "run"
+    url = gcs_server.new_prefix("twin") + "/run"
+    for out in (local, url):
+        train_run(out, "wojood_nested", *SMOKE, cache=compilation_cache)
+    return local, url
+
+
+def test_a_run_on_cloud_storage_is_the_local_run_file_by_file(twin_runs, gcs_server):
+    local, url = twin_runs
+    here, there = local_files(local), gcs_files(gcs_server, url)
+    plain = {name for name in here if not name.startswith(("checkpoints/", "tensorboard/"))} - {"train.log"}
+    assert plain == {name for name in there if not name.startswith(("checkpoints/", "tensorboard/"))} - {"train.log"}
+    assert {"config.json", "vocab.json", "metrics.json", "predictions_val.txt", "predictions_test.txt",
+            "tokenizer/tokenizer.json", "data/train.txt", ".arner_jax_run"} <= plain
+    for name in plain - {"metrics.json"}:
+        assert here[name] == there[name], name
+    assert without_timing(here["metrics.json"]) == without_timing(there["metrics.json"])
+    assert len(json.loads(there["metrics.json"])["history"]) == 2
+    # the checkpoints hold the same arrays; Orbax committed each step on gs:// (commit_success.txt)
+    from arner_jax.runs.checkpoints import complete_steps
+
+    for kind in ("latest", "best"):
+        assert complete_steps(local / "checkpoints" / kind) == complete_steps(f"{url}/checkpoints/{kind}")
+    a, b = _leaves(kept_params(local)), _leaves(kept_params(url))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    log = there["train.log"].decode()
+    assert f"run folder {url} (new)" in log and "epoch 2:" in log and "kept model (epoch" in log
+    events = [name for name in there if name.startswith("tensorboard/events.out.tfevents.")]
+    assert len(events) == 1 and len(there[events[0]]) > 100
+
+
+def _leaves(tree) -> dict:
+    import jax
+
+    return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def test_evaluate_and_predict_read_a_gs_run_and_write_gs_files(twin_runs, gcs_server, tmp_path, capsys):
+    from arner_jax.data import files
+    from arner_jax.evaluate import evaluate_files
+    from arner_jax.predict import main as predict
+
+    local, url = twin_runs
+    data = f"{url}/data/test.txt"  # the run's own test file, on gs://
+    there = evaluate_files(url, [data])
+    here = evaluate_files(local, [local / "data" / "test.txt"], tmp_path / "eval")
+    assert list(there.values()) == list(here.values())
+    written = gcs_files(gcs_server, url)
+    assert written["eval/test/predictions.txt"] == (tmp_path / "eval" / "test" / "predictions.txt").read_bytes()
+    assert json.loads(written["eval/test/metrics.json"])["data"] == data
+    for model, source, out in ((url, data, f"{url}/out/pred.jsonl"),
+                               (local, local / "data" / "test.txt", tmp_path / "pred.jsonl")):
+        assert predict(["--model_path", str(model), "--input", str(source), "--output", str(out)]) == 0
+    assert files.read_bytes(f"{url}/out/pred.jsonl") == (tmp_path / "pred.jsonl").read_bytes()
+
+
+def test_readers_of_a_gs_run_write_nothing_into_it(twin_runs, gcs_server, tmp_path):
+    from arner_jax.predict import NERTagger
+    from arner_jax.runs.run_folder import read_run
+
+    _, url = twin_runs
+    before = gcs_files(gcs_server, url)
+    read_run(url)
+    NERTagger.from_pretrained(url).predict(["ذهب محمد إلى القدس"])
+    assert gcs_files(gcs_server, url) == before
+
+
+def test_resuming_a_finished_gs_run_keeps_its_results(twin_runs, gcs_server, compilation_cache):
+    from arner_jax.train import cli
+
+    _, url = twin_runs
+    metrics = gcs_files(gcs_server, url)["metrics.json"]
+    again = cli.main(["--output_path", url, "--resume", "--compilation_cache", str(compilation_cache)])
+    assert {k: v for k, v in again.items() if k != "timing"} == without_timing(metrics)
+
+
+# ----------------------------------------------------------------------------- one line, nothing created
+def _cli_error(argv, capsys) -> str:
+    from arner_jax.train import cli
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        cli.main(argv)
+    assert stop.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", ["missing_bucket", "forbidden", "not_gs", "bad_bucket_name", "not_empty"])
+def test_bad_gs_output_paths_are_one_line_and_create_nothing(case, gcs_server, gcs_prefix, capsys):
+    from arner_jax.data import files
+
+    url = {"missing_bucket": "gs://no-such-bucket-at-all/run", "not_gs": "s3://bucket/run",
+           "bad_bucket_name": "gs://Bad_Bucket/run"}.get(case, f"{gcs_prefix}/run")
+    if case == "not_empty":
+        files.atomic_write_text(f"{url}/notes.txt", "mine\n")
+    argv = ["--output_path", url, *SMOKE, "--no_compilation_cache"]
+    with gcs_server.forbid(gcs_prefix) if case == "forbidden" else _nothing():
+        line = _cli_error(argv, capsys)
+    assert {"missing_bucket": "the bucket gs://no-such-bucket-at-all does not exist",
+            "forbidden": "permission denied (403)", "not_gs": "only gs:// URLs are supported",
+            "bad_bucket_name": "not a Cloud Storage path", "not_empty": "the folder is not empty"}[case] in line
+    assert url in line
+    if case == "not_empty":
+        assert list(gcs_files(gcs_server, url)) == ["notes.txt"]
+        assert "--overwrite" in line
+        assert "not a run folder of arner_jax, so --overwrite will not delete it" in _cli_error(
+            [*argv, "--overwrite"], capsys)
+        assert list(gcs_files(gcs_server, url)) == ["notes.txt"]  # never deleted: not ours
+    else:
+        assert gcs_server.listing(gcs_prefix + "/") == {}
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+# ----------------------------------------------------------------------------- sweeps and their reports
+def test_a_sweep_and_its_report_on_gs(gcs_server, gcs_prefix, compilation_cache, tmp_path, capsys):
+    from arner_jax.sweep import report
+    from arner_jax.sweep import run as sweep
+
+    root = f"{gcs_prefix}/sweep"
+    sweep.main(["--preset", "um6p_table", "--smoke", "--only", "nested-arbertv2-ce", "--output_path", root,
+                "--compilation_cache", str(compilation_cache)])
+    written = gcs_files(gcs_server, root)
+    assert {"sweep.json", "sweep.log", "nested-arbertv2-ce/seed0/metrics.json"} <= set(written)
+    assert "1 runs, 0 finished before, 1 to train; in " + root in written["sweep.log"].decode()
+    report.main([root, "--output", str(tmp_path / "tables")])  # reading a gs:// sweep writes nothing there
+    assert gcs_files(gcs_server, root) == written
+    report.main([root])  # the report beside the sweep, on gs://
+    rows = json.loads(gcs_files(gcs_server, root)["results.json"])["rows"]
+    assert rows == json.loads((tmp_path / "tables" / "results.json").read_text())["rows"]
+    assert rows[0]["seeds_finished"] == 1
+    assert gcs_files(gcs_server, root)["results.md"] == (tmp_path / "tables" / "results.md").read_bytes()
+    assert len(gcs_files(gcs_server, root)["curves_f1.png"]) > 1000
+    # a second start finds the finished run on gs:// and trains nothing
+    capsys.readouterr()
+    sweep.main(["--preset", "um6p_table", "--smoke", "--only", "nested-arbertv2-ce", "--output_path", root])
+    assert "skipped (finished before)" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- kills, SIGTERM, two processes
+def _gcs_complete(url: str) -> list[int]:
+    from arner_jax.runs.checkpoints import complete_steps
+
+    return complete_steps(url)
+
+
+def _saving(url: str) -> bool:
+    """A step folder Orbax has begun on gs:// and not committed yet."""
+    from arner_jax.data import files
+
+    folder = files.location(url)
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir()) and bool(
+        {p.name for p in folder.iterdir() if p.name.isdigit()} - {str(s) for s in _gcs_complete(url)})
+
+
+GCS_KILL_POINTS = {
+    "while_saving": lambda run: _saving(f"{run}/checkpoints/latest"),
+    "second_epoch": lambda run: len(_gcs_complete(f"{run}/checkpoints/latest")) >= 2,
+    "writing_results": lambda run: files_there(f"{run}/predictions_val.txt"),
+}
+
+
+def files_there(url: str) -> bool:
+    from arner_jax.data import files
+
+    return files.is_file(url)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(GCS_KILL_POINTS))
+def test_a_gs_run_killed_at_any_point_resumes_to_the_uninterrupted_metrics(point, gcs_server, tmp_path_factory,
+                                                                           tiny_bert, compilation_cache):
+    import signal
+    import time
+
+    from arner_jax.data.synthetic import write_synthetic_corpus
+    from tests.integration.test_faults import results, small, spawn
+
+    data = write_synthetic_corpus(tmp_path_factory.mktemp("gcs_kill_data"), seed=8,
+                                  sizes={"train": 160, "val": 24, "test": 24})
+    flags = small(data, tiny_bert, "--max_epochs", "3", "--checkpoint_every", "3", "--compilation_cache",
+                  str(compilation_cache))
+    tmp = tmp_path_factory.mktemp(f"gcs_{point}")
+    reference = train_run(tmp / "reference", "wojood_nested", *flags)
+    run = gcs_server.new_prefix(point) + "/run"
+    proc = spawn([*flags, "--output_path", run], tmp / "log.txt")
+    deadline = time.time() + 900
+    while not GCS_KILL_POINTS[point](run):
+        assert proc.poll() is None, "the run ended before the kill point: " + (tmp / "log.txt").read_text()[-3000:]
+        assert time.time() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)  # really killed: no cleanup, no final save
+    assert proc.wait() == -signal.SIGKILL
+    resumed = spawn(["--output_path", run, "--resume"], tmp / "log.txt")
+    assert resumed.wait(timeout=900) == 0, (tmp / "log.txt").read_text()[-3000:]
+    assert results(json.loads(gcs_files(gcs_server, run)["metrics.json"])) == results(reference)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_a_gs_run_which_resumes_to_the_uninterrupted_metrics(gcs_server, tmp_path, tiny_bert,
+                                                                           compilation_cache):
+    import signal
+    import time
+
+    from arner_jax.data.synthetic import write_synthetic_corpus
+    from tests.integration.test_faults import results, small, spawn
+
+    data = write_synthetic_corpus(tmp_path / "data", seed=8, sizes={"train": 160, "val": 24, "test": 24})
+    flags = small(data, tiny_bert, "--max_epochs", "2", "--checkpoint_every", "5", "--compilation_cache",
+                  str(compilation_cache))
+    reference = train_run(tmp_path / "reference", "wojood_nested", *flags)
+    run = gcs_server.new_prefix("sigterm") + "/run"
+    proc = spawn([*flags, "--output_path", run], tmp_path / "log.txt")
+    while not _gcs_complete(f"{run}/checkpoints/latest"):
+        assert proc.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 143
+    log = (tmp_path / "log.txt").read_text()
+    assert "preempted: stopped by SIGTERM at step" in log and "--resume" in log
+    assert "metrics.json" not in gcs_files(gcs_server, run)
+    assert "SIGTERM received" in gcs_files(gcs_server, run)["train.log"].decode()  # the log was uploaded at the stop
+    resumed = spawn(["--output_path", run, "--resume"], tmp_path / "log.txt")
+    assert resumed.wait(timeout=900) == 0, (tmp_path / "log.txt").read_text()[-3000:]
+    assert results(json.loads(gcs_files(gcs_server, run)["metrics.json"])) == results(reference)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_processes_write_one_gs_run_folder(gcs_server, tmp_path):
+    """Two processes (127.0.0.1) train into one gs:// folder: the metrics, tokenizer and every file of process 0
+    are those of one process with two devices writing a local folder; Orbax writes both processes' arrays."""
+    import os
+    import subprocess
+
+    from tests.integration.test_multiprocess import LAUNCH, TRAIN, one_process_two_devices, results
+
+    one = subprocess.run([*TRAIN, "--output_path", str(tmp_path / "one")], cwd=REPO_ROOT,
+                         env=one_process_two_devices(), capture_output=True, text=True, timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    run = gcs_server.new_prefix("two") + "/run"
+    two = subprocess.run([*LAUNCH, *TRAIN, "--output_path", run], cwd=REPO_ROOT,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=900)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    there = gcs_files(gcs_server, run)
+    assert without_timing(there["metrics.json"]) == results(tmp_path / "one")
+    here = local_files(tmp_path / "one")
+    for name in ("config.json", "vocab.json", "predictions_val.txt", "predictions_test.txt", "tokenizer/tokenizer.json",
+                 "data/train.txt"):
+        assert there[name] == here[name], name
+    assert any("ocdbt.process_1" in name for name in there)  # process 1 wrote its part of the checkpoints
