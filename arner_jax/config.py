@@ -22,7 +22,7 @@ import dataclasses
 import math
 from typing import Any
 
-from arner_jax.errors import STORAGE_URL, URL_REFUSED, ConfigError, is_url
+from arner_jax.errors import URL_REFUSED, ConfigError, is_url, storage_url_problem
 from arner_jax.models.base import FamilyOptions, kinds, options_type
 
 # A from-scratch encoder needs a far larger step than fine-tuning a pretrained one (2e-5).
@@ -153,9 +153,8 @@ class RunConfig:
             if is_url(getattr(self, name)):
                 raise ConfigError(f"--{name} {getattr(self, name)}: {URL_REFUSED}")
         for name in ("train_path", "val_path", "test_path"):
-            if is_url(getattr(self, name)) and not STORAGE_URL.match(getattr(self, name)):
-                raise ConfigError(f"--{name} {getattr(self, name)}: only gs://BUCKET/PATH URLs are read; give a local "
-                                  "path or a Cloud Storage one")
+            if storage_url_problem(getattr(self, name)):
+                raise ConfigError(f"--{name} {getattr(self, name)}: {storage_url_problem(getattr(self, name))}")
         paths = (self.train_path, self.val_path, self.test_path)
         if any(paths) and not all(paths):
             missing = [f"--{n}" for n, p in zip(("train_path", "val_path", "test_path"), paths) if not p]

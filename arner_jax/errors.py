@@ -57,14 +57,22 @@ def local_path(text: str) -> str:
     return text
 
 
+def storage_url_problem(text: object) -> str | None:
+    """What is wrong with `text` as a path that may be on Cloud Storage (None: a local path or a gs:// URL)."""
+    if not is_url(text) or STORAGE_URL.match(text):
+        return None
+    if text.startswith("gs://"):
+        return ("not a Cloud Storage path; write gs://BUCKET/FOLDER (a bucket name of 3-222 lower-case letters, "
+                "digits, dots, dashes, underscores)")
+    return "only gs:// URLs are supported; give a local path or gs://BUCKET/PATH"
+
+
 def storage_path(text: str) -> str:
     """The argparse type of a flag naming a file or folder that may live on Cloud Storage: a local path or a
     gs://bucket/path URL; any other URL (s3://, https://) or a malformed bucket name is refused in one line."""
-    if is_url(text) and not STORAGE_URL.match(text):
-        if text.startswith("gs://"):
-            raise argparse.ArgumentTypeError(f"{text}: not a Cloud Storage path; write gs://BUCKET/FOLDER (a bucket "
-                                             "name of 3-222 lower-case letters, digits, dots, dashes, underscores)")
-        raise argparse.ArgumentTypeError(f"{text}: only gs:// URLs are supported; give a local path or gs://BUCKET/PATH")
+    problem = storage_url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text}: {problem}")
     return text.rstrip("/") if is_url(text) else text
 
 

@@ -43,6 +43,10 @@ def _filesystem(url: str):
         import fsspec
     except ImportError:  # fsspec comes with datasets; a minimal environment may lack it
         raise StorageError(f"{url}: reading URLs needs fsspec and gcsfs: pip install 'arner_jax[gcs]'") from None
+    # No listings cache: a run folder changes while it is read (a reader waiting for a checkpoint, a resume
+    # finding what a killed run left); gcsfs would otherwise answer every later listing from the first one.
+    # Set before the first filesystem is made (etils.epath makes its own from the same defaults).
+    fsspec.config.conf.setdefault("gcs", {}).setdefault("use_listings_cache", False)
     try:
         return fsspec.core.url_to_fs(url)
     except (ImportError, ValueError) as err:

@@ -104,7 +104,7 @@ URL = "gs://bucket/run"
     # Cloud Storage is gs:// only
     ("arner_jax.train.cli", ["--output_path", "s3://bucket/run"], "only gs:// URLs are supported"),
     ("arner_jax.train.cli", ["--train_path", "https://host/t.txt", "--val_path", "v.txt", "--test_path", "t.txt"],
-     "only gs://BUCKET/PATH URLs are read"),
+     "only gs:// URLs are supported"),
     ("arner_jax.evaluate", ["--model_path", "s3://bucket/run", "--data_paths", "t.txt"], "only gs:// URLs"),
     ("arner_jax.predict", ["--model_path", "run", "--text", "x", "--output", "https://host/out"], "only gs:// URLs"),
     ("arner_jax.sweep.run", ["--preset", "um6p_table", "--output_path", "gs://Not_A_Bucket/s"],

@@ -22,7 +22,10 @@ from tests.conftest import REPO
     ({"synthetic_sizes": (10, 0, 5)}, "--synthetic_sizes"),
     ({"train_path": "a.txt"}, "--val_path --test_path: missing"),
     ({"synthetic": True, "dataset": "wikiann:ar"}, "exclude each other"),
-    ({"train_path": "gs://b/train.txt", "val_path": "v", "test_path": "t"}, "--train_path gs://b/train.txt: a URL"),
+    ({"train_path": "s3://bucket/train.txt", "val_path": "v", "test_path": "t"},
+     "--train_path s3://bucket/train.txt: only gs:// URLs are supported"),
+    ({"train_path": "gs://b/train.txt", "val_path": "v", "test_path": "t"},
+     "gs://b/train.txt: not a Cloud Storage path"),
     ({"bert_model": "https://example.org/bert"}, "--bert_model https://example.org/bert: a URL"),
 ])
 def test_bad_values_name_their_flag(changes, message):
@@ -62,3 +65,11 @@ def test_attention_and_remat_choices_are_the_encoders():
     from arner_jax.encoders import ATTENTION_IMPLEMENTATIONS, REMAT_POLICIES
 
     assert set(ATTENTION) == set(ATTENTION_IMPLEMENTATIONS) and set(REMAT) == set(REMAT_POLICIES)
+
+
+def test_gs_data_paths_are_kept_as_urls_and_local_ones_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig(train_path="gs://my-bucket/wojood/train.txt", val_path="val.txt",
+                       test_path="gs://my-bucket/wojood/test.txt").with_absolute_inputs()
+    assert config.train_path == "gs://my-bucket/wojood/train.txt" and config.test_path.startswith("gs://my-bucket/")
+    assert config.val_path == str(tmp_path / "val.txt")

@@ -68,3 +68,32 @@ def test_score_reads_gs_files_as_it_reads_local_ones(gcs_server, gcs_prefix, tmp
 
 def test_the_server_is_what_the_clients_reach(gcs_server):
     assert os.environ["STORAGE_EMULATOR_HOST"] == gcs_server.url
+
+
+def test_a_gs_folder_listed_again_shows_what_was_written_since(gcs_server, gcs_prefix):
+    """No listings cache: a reader polling a run folder (a checkpoint appearing, a resume after a kill) sees the
+    folder as it is now, not as it was at the first listing."""
+    folder = files.location(f"{gcs_prefix}/run")
+    assert not folder.is_dir()
+    files.atomic_write_text(f"{gcs_prefix}/run/a.txt", "a")
+    assert [p.name for p in folder.iterdir()] == ["a.txt"]
+    files.atomic_write_text(f"{gcs_prefix}/run/b.txt", "b")
+    assert sorted(p.name for p in folder.iterdir()) == ["a.txt", "b.txt"]
+    files.remove_file(f"{gcs_prefix}/run/a.txt")
+    assert [p.name for p in folder.iterdir()] == ["b.txt"] and not files.is_file(f"{gcs_prefix}/run/a.txt")
+
+
+def test_staged_and_local_copy_carry_a_folder_to_gs_and_back(gcs_server, gcs_prefix, tmp_path):
+    with files.staged(f"{gcs_prefix}/tok") as folder:
+        (folder / "sub").mkdir()
+        (folder / "tokenizer.json").write_text("{}")
+        (folder / "sub" / "x.bin").write_bytes(b"\x00\x01")
+    assert sorted(gcs_server.listing(f"{gcs_prefix}/tok/")) == sorted(
+        f"{gcs_prefix.split('/', 3)[3]}/tok/{n}" for n in ("sub/x.bin", "tokenizer.json"))
+    with files.local_copy(f"{gcs_prefix}/tok") as folder:
+        assert (folder / "tokenizer.json").read_text() == "{}"
+        assert (folder / "sub" / "x.bin").read_bytes() == b"\x00\x01"
+    assert not folder.exists()  # the download is gone after the block
+    with pytest.raises(files.StorageError, match="no such file"):
+        with files.local_copy(f"{gcs_prefix}/nothing"):
+            pass
