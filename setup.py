@@ -29,8 +29,9 @@ NOTEBOOK = ["matplotlib>=3.7", "pandas>=1.5", "ipython>=8"]
 # TensorFlow), google-cloud-storage (tensorboardX's gs://); Orbax goes through tensorstore.
 GCS_TEST = ["gcp-storage-emulator==2026.7.19", "gcsfs==2026.10.1", "google-cloud-storage==3.17.2"]
 EXTRAS = {
-    # gs:// files (arner_jax.data.files reads Cloud Storage through fsspec's gcsfs)
-    "gcs": ["gcsfs>=2026.10.1"],
+    # Run folders and data on gs:// (arner_jax.data.files: etils.epath over fsspec's gcsfs; TensorBoard
+    # events through tensorboardX, which writes gs:// with google-cloud-storage; Orbax: tensorstore)
+    "gcs": ["gcsfs>=2026.10.1", "google-cloud-storage>=3.0"],
     "torch": TORCH,
     "notebook": NOTEBOOK,
     # The tests execute the notebooks (nbclient, a Python kernel), run in two processes (pytest-xdist; the

@@ -12,11 +12,13 @@ tensorstore (Orbax) and google-cloud-storage (tensorboardX) use:
    `ifGenerationNotMatch` holds; each check and its write happen under one lock;
 4. `moveTo` (gcsfs's rename: one request, instead of 501, ~34 s of retries, then copy + delete).
 
-Besides: `forbid(url)` answers 403 to requests under a gs:// prefix (a bucket or folder that
-cannot be written), cancelling a resumable upload (DELETE on its session) answers 499 as GCS does,
-HTTP/1.1 (keep-alive, `Expect: 100-continue` answered, TCP_NODELAY: else ~45 ms a request), one
-request at a time on the storage (a lock), `requests` keeps (method, path, status) of what was
-served, and `listing(url)` reads objects past the HTTP layer.
+Besides: `forbid(url)` answers 403 to requests under a gs:// prefix (a bucket or folder that cannot
+be written), `requiring_credentials()` answers 401 to requests that carry none (what GCS answers an
+anonymous caller on a private bucket: a machine without credentials), cancelling a resumable upload
+(DELETE on its session) answers 499 as GCS does, HTTP/1.1 (keep-alive, `Expect: 100-continue`
+answered, TCP_NODELAY: else ~45 ms a request), one request at a time on the storage (a lock),
+`requests` keeps (method, path, status) of what was served, and `listing(url)` reads objects past
+the HTTP layer.
 
 The clients find it through environment variables (`client_env`); gcsfs and tensorstore read
 some of them once per process, so a test session starts one server and gives each test a fresh
@@ -212,6 +214,7 @@ class GcsTestServer:
         self.storage = _MemoryStorage(use_memory_fs=True)
         self.lock = threading.Lock()
         self.forbidden: list[tuple[str, str, bool]] = []  # (bucket, key prefix, reads too)
+        self.credentials_required = False
         self.requests: collections.deque = collections.deque(maxlen=100_000)
         self._httpd = _HTTPServer((host, port), partial(_RequestHandler, self.storage), self)
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="gcs-test-server",
@@ -280,6 +283,15 @@ class GcsTestServer:
             with self.lock:
                 self.forbidden.remove(entry)
 
+    @contextlib.contextmanager
+    def requiring_credentials(self):
+        """Answer 401 to every request without an Authorization header, as GCS answers an anonymous caller."""
+        self.credentials_required = True
+        try:
+            yield
+        finally:
+            self.credentials_required = False
+
     def _is_forbidden(self, bucket: str | None, name: str | None, write: bool) -> bool:
         if bucket is None:
             return False
@@ -322,6 +334,11 @@ class GcsTestServer:
 
     def _dispatch(self, request, response) -> None:
         path, method = request.path, request.method
+        if self.credentials_required and not request._request_handler.headers.get("Authorization"):
+            return _error(response, HTTPStatus.UNAUTHORIZED,
+                          "Anonymous caller does not have storage.objects.list access to the Google Cloud Storage "
+                          "bucket. Permission 'storage.objects.list' denied on resource (or it may not exist).",
+                          "required")
         move = _MOVE.fullmatch(path)
         if move and method == emu.POST:
             request.set_match(move)

@@ -107,8 +107,9 @@ def storage_errors(path: str | Path) -> Iterator[None]:
 
 
 def check_reachable(path: str | Path) -> None:
-    """For a gs:// folder: list it once, so that missing credentials or bucket, or no permission to read it, is
-    one line before anything is created (whether it can be written shows at the first write, also one line)."""
+    """For a gs:// folder: list its bucket once, so that missing credentials, a missing bucket or no permission to
+    list it is one line before anything is created (whether it can be written shows at the first write, also
+    one line)."""
     url = str(path)
     if not is_url(url):
         return

@@ -59,6 +59,17 @@ def workspace(name: str = "arner_jax", drive: bool = True) -> Path:
     return root.resolve()
 
 
+def runs_folder(root: str | Path, url: str = "") -> Path:
+    """Where a notebook's runs go: `url` (a gs://BUCKET/FOLDER, kept when the runtime is recycled) when given,
+    else ROOT/runs."""
+    from arner_jax.data import files
+    from arner_jax.errors import storage_url_problem
+
+    if url and storage_url_problem(url):
+        raise ValueError(f"RUNS {url!r}: {storage_url_problem(url)}")
+    return files.location(url) if url else Path(root) / "runs"
+
+
 def setup_accelerator(root: str | Path | None = None) -> dict:
     """Print the devices; turn on JAX's compilation cache under `root`; choose the compute dtype.
 

@@ -156,6 +156,27 @@ def test_bad_gs_output_paths_are_one_line_and_create_nothing(case, gcs_server, g
         assert gcs_server.listing(gcs_prefix + "/") == {}
 
 
+def test_no_credentials_is_one_line_naming_the_command_that_sets_them_up(gcs_server, gcs_prefix, capsys):
+    with gcs_server.requiring_credentials():
+        line = _cli_error(["--output_path", f"{gcs_prefix}/run", *SMOKE, "--no_compilation_cache"], capsys)
+        code = _predict_exit(["--model_path", f"{gcs_prefix}/run", "--text", "نص"], capsys)
+    assert line.startswith(f"error: {gcs_prefix}/run: no Google Cloud credentials")
+    assert "gcloud auth application-default login" in line and "GOOGLE_APPLICATION_CREDENTIALS" in line
+    assert code == (2, line.replace("error: ", "", 1)[:40])
+    assert gcs_server.listing(gcs_prefix + "/") == {}
+
+
+def _predict_exit(argv, capsys) -> tuple[int, str]:
+    from arner_jax.predict import main
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err
+    return stop.value.code, err.replace("error: ", "", 1)[:40]
+
+
 def _nothing():
     import contextlib
 
@@ -278,8 +299,8 @@ def test_sigterm_saves_a_gs_run_which_resumes_to_the_uninterrupted_metrics(gcs_s
 @pytest.mark.slow
 @pytest.mark.multiprocess
 def test_two_processes_write_one_gs_run_folder(gcs_server, tmp_path):
-    """Two processes (127.0.0.1) train into one gs:// folder: the metrics, tokenizer and every file of process 0
-    are those of one process with two devices writing a local folder; Orbax writes both processes' arrays."""
+    """Two processes (127.0.0.1) train into one gs:// folder: the metrics, tokenizer, files and checkpoints are
+    those of one process with two devices writing a local folder."""
     import os
     import subprocess
 
@@ -298,4 +319,8 @@ def test_two_processes_write_one_gs_run_folder(gcs_server, tmp_path):
     for name in ("config.json", "vocab.json", "predictions_val.txt", "predictions_test.txt", "tokenizer/tokenizer.json",
                  "data/train.txt"):
         assert there[name] == here[name], name
-    assert any("ocdbt.process_1" in name for name in there)  # process 1 wrote its part of the checkpoints
+    from arner_jax.runs.checkpoints import complete_steps
+
+    for kind in ("latest", "best"):  # the same checkpoints, committed on gs:// (the arrays are the host's copies,
+        # the same in both processes: Orbax writes them once)
+        assert complete_steps(f"{run}/checkpoints/{kind}") == complete_steps(tmp_path / "one" / "checkpoints" / kind)

@@ -96,3 +96,13 @@ def test_per_type_table_and_curves():
     left, right = fig.axes
     assert [line.get_label() for line in left.lines] == ["train", "validation", "kept"]
     assert list(right.lines[2].get_ydata()) == [0.1, 0.2, 0.30000000000000004]
+
+
+def test_runs_folder_is_the_workspace_or_a_bucket(tmp_path):
+    from arner_jax.system.notebook import runs_folder
+
+    assert runs_folder(tmp_path) == tmp_path / "runs"
+    folder = runs_folder(tmp_path, "gs://my-bucket/arner_runs/")
+    assert str(folder / "nested") == "gs://my-bucket/arner_runs/nested"
+    with pytest.raises(ValueError, match="only gs:// URLs"):
+        runs_folder(tmp_path, "s3://my-bucket/runs")
