@@ -324,3 +324,21 @@ def test_two_processes_write_one_gs_run_folder(gcs_server, tmp_path):
     for kind in ("latest", "best"):  # the same checkpoints, committed on gs:// (the arrays are the host's copies,
         # the same in both processes: Orbax writes them once)
         assert complete_steps(f"{run}/checkpoints/{kind}") == complete_steps(tmp_path / "one" / "checkpoints" / kind)
+
+
+def test_overwrite_deletes_only_a_gs_run_folder_of_ours(gcs_server, gcs_prefix):
+    from arner_jax.data import files
+    from arner_jax.runs import run_folder
+
+    ours, theirs = f"{gcs_prefix}/ours", f"{gcs_prefix}/theirs"
+    run_folder.create(ours, overwrite=False)
+    files.atomic_write_text(f"{ours}/checkpoints/latest/3/state/x", "old")
+    files.atomic_write_text(f"{theirs}/notes.txt", "mine")
+    run_folder.check_output(ours, overwrite=True, resume=False)
+    run_folder.create(ours, overwrite=True)
+    assert list(gcs_files(gcs_server, ours)) == [".arner_jax_run"]  # the old run is gone, the new one marked
+    with pytest.raises(run_folder.RunFolderError, match="not a run folder of arner_jax, so --overwrite will not"):
+        run_folder.check_output(theirs, overwrite=True, resume=False)
+    with pytest.raises(run_folder.RunFolderError, match="not deleted"):
+        run_folder.create(theirs, overwrite=True)
+    assert list(gcs_files(gcs_server, theirs)) == ["notes.txt"]
