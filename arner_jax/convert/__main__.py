@@ -19,7 +19,7 @@ refused.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
 
 from arner_jax.data import files
 from arner_jax.errors import ArgumentParser, UserError, exit_on_user_error, local_path, storage_path
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
     export = sub.add_parser("to-pytorch", help="export a run folder's kept model to PyTorch")
     export.add_argument("--model_path", type=storage_path, required=True,
                         help="run folder (the --output_path of a training run; local or gs://)")
-    export.add_argument("--output_path", type=local_path, required=True, help="folder to write")
+    export.add_argument("--output_path", type=storage_path, required=True, help="folder to write (local or gs://)")
     export.add_argument("--verify", action="store_true", help="run both frameworks and compare logits and tags")
     export.add_argument("--data_path", type=storage_path,
                         help="Wojood file for --verify (default: the run's test file)")
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     spans = sub.add_parser("to-span-marker", help="export a span run's kept model in span_marker's layout")
     spans.add_argument("--model_path", type=storage_path, required=True,
                        help="run folder of a span model (span_flat / span_nested; local or gs://)")
-    spans.add_argument("--output_path", type=local_path, required=True, help="folder to write")
+    spans.add_argument("--output_path", type=storage_path, required=True, help="folder to write (local or gs://)")
     spans.add_argument("--encoder_name", default="",
                        help="hub id of the base encoder to record (span_marker reads its config and tokenizer "
                             "there); default: write them to OUTPUT/encoder and record that path")
@@ -76,13 +76,13 @@ def main(argv=None) -> int:
     ref_out = sub.add_parser("to-um6p", help="a --recipe um6p run's kept model as the reference's state dict")
     ref_out.add_argument("--model_path", type=storage_path, required=True,
                          help="run folder of a --recipe um6p run (local or gs://)")
-    ref_out.add_argument("--output_path", type=local_path, required=True,
+    ref_out.add_argument("--output_path", type=storage_path, required=True,
                          help="file to write: NAME.safetensors or NAME.pt")
     ref_out.add_argument("--overwrite", action="store_true", help="replace an existing file")
     generic = sub.add_parser("export", help="a run's kept model in a format of its model family")
     generic.add_argument("--model_path", type=storage_path, required=True, help="run folder (local or gs://)")
     generic.add_argument("--format", required=True, help="one of the run's family's export formats")
-    generic.add_argument("--output_path", type=local_path, required=True,
+    generic.add_argument("--output_path", type=storage_path, required=True,
                          help="where to write (a folder, or a file for um6p)")
     generic.add_argument("--verify", action="store_true", help="compare the export with the run's kept model")
     generic.add_argument("--data_path", type=storage_path,
@@ -132,8 +132,8 @@ def _export(args, format: str | None = None, **options) -> int:  # noqa: A002
         raise UserError(f"--verify: the run's test file {data} is not available; pass --data_path")
     out = record.family.export(args.model_path, format, args.output_path, overwrite=args.overwrite,
                                license=getattr(args, "license", None), **options)
-    card = Path(out) / "README.md"
-    print(f"wrote {out}" + (f" (its model card: {card})" if card.is_file() else ""))
+    card = files.location(out) / "README.md"
+    print(f"wrote {out}" + (f" (its model card: {card})" if files.is_file(card) else ""))
     if not verify:
         return 0
     from arner_jax.data.wojood import read_wojood
@@ -141,7 +141,8 @@ def _export(args, format: str | None = None, **options) -> int:  # noqa: A002
 
     sentences = [s.words for s in read_wojood(data).sentences]
     ours = NERTagger.from_pretrained(args.model_path, with_logits=True)
-    ok, line = record.family.verify_export(args.model_path, format, out, sentences, ours, args.tolerance)
+    with files.local_copy(out) if files.is_dir(out) else contextlib.nullcontext(out) as exported:
+        ok, line = record.family.verify_export(args.model_path, format, exported, sentences, ours, args.tolerance)
     print(f"{data}: {line} -> {'OK' if ok else 'FAIL'}")
     return 0 if ok else 1
 

@@ -123,7 +123,7 @@ class Card:
     title: str
     intro: str
     export_format: str
-    folder: Path
+    folder: str  # where the export was written: a local folder, resolved, or a gs:// URL
     labels: list[str]  # entity types (no O)
     details: list[tuple[str, str]]  # Model Description bullets
     versions: list[tuple[str, str, str]]  # package, as trained, this export
@@ -258,8 +258,18 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
 
 
-def usage(export_format: str, folder: Path, example: str) -> list[str]:
-    """Code that loads this folder and predicts."""
+def usage(export_format: str, folder: str, example: str) -> list[str]:
+    """Code that loads this folder and predicts (a folder in a bucket: downloaded first, since the loaders read
+    local folders)."""
+    download = []
+    if files.is_url(folder):
+        download = ["Copy the folder from its bucket first (the loaders below read local folders):", "",
+                    "```bash", f"gsutil -m cp -r {folder} .", "```", ""]
+        folder = folder.rstrip("/").rsplit("/", 1)[-1]
+    return download + _usage(export_format, folder, example)
+
+
+def _usage(export_format: str, folder: str, example: str) -> list[str]:
     path, text = json.dumps(str(folder), ensure_ascii=False), json.dumps(example, ensure_ascii=False)
     if export_format == SPAN_MARKER:
         return ["With arner_jax (JAX):", "", "```python", "from arner_jax import SpanMarkerModel", "",
@@ -428,7 +438,7 @@ def run_card(run_dir: str | Path, export_format: str, folder: str | Path, licens
     data_line = f"{dataset_name} (training file {train_path})" if train_path else dataset_name
     language = data.language() if data else None
     details += [("Training Dataset", data_line), ("Language", language or "not stated"),
-                ("License", license or "not stated (pass --license)"), ("Source run", str(record.run_dir.resolve()))]
+                ("License", license or "not stated (pass --license)"), ("Source run", files.absolute(record.run_dir))]
     evaluation = {split: metrics[split] for split in ("val", "test") if metrics and split in metrics}
     tags = ["token-classification", "ner", "named-entity-recognition", "arner_jax", cfg.kind]
     if is_span:
@@ -436,7 +446,7 @@ def run_card(run_dir: str | Path, export_format: str, folder: str | Path, licens
     if nested:
         tags.append("nested-ner")
     return Card(
-        title=title, intro=intro, export_format=export_format, folder=Path(folder).resolve(), labels=labels,
+        title=title, intro=intro, export_format=export_format, folder=files.absolute(folder), labels=labels,
         details=details, versions=_versions(raw.get("versions")), license=license, language=language,
         base_model=cfg.bert_model if cfg.bert_model and not Path(cfg.bert_model).is_absolute() else None,
         dataset_id=dataset_id, dataset_name=dataset_name, tags=tags,
@@ -457,7 +467,7 @@ def checkpoint_card(encoder, span, folder: str | Path, source: str | Path | None
     name = (source_config.get("encoder") or {}).get("_name_or_path") or ""
     shape = (f"{encoder.model_type}, {encoder.num_hidden_layers} layers, hidden size {encoder.hidden_size}, "
              f"{encoder.vocab_size} tokens")
-    origin = f"the SpanMarker checkpoint {Path(source).resolve()}" if source else "a span model built in memory"
+    origin = f"the SpanMarker checkpoint {files.absolute(source)}" if source else "a span model built in memory"
     details = [("Model Type", "SpanMarker"),
                ("Encoder", f"{name} as the checkpoint's config.json names it ({shape})" if name else shape),
                ("Maximum Sequence Length", f"{span.model_max_length} tokens"),
@@ -474,7 +484,7 @@ def checkpoint_card(encoder, span, folder: str | Path, source: str | Path | None
              f"{origin}. How it was trained is unknown.")
     return Card(
         title="SpanMarker" + (f" with {name}" if name else ""), intro=intro, export_format=SPAN_MARKER,
-        folder=Path(folder).resolve(), labels=[label for label in span.labels if label != "O"], details=details,
+        folder=files.absolute(folder), labels=[label for label in span.labels if label != "O"], details=details,
         versions=_versions(trained, extra), license=license,
         tags=["span-marker", "token-classification", "ner", "named-entity-recognition", "arner_jax"],
         notes=["training details unknown: the source records no training data, hyperparameters or results; "
@@ -483,10 +493,8 @@ def checkpoint_card(encoder, span, folder: str | Path, source: str | Path | None
 
 def write_card(folder: str | Path, text: str) -> Path:
     """Write the card as folder/README.md."""
-    from arner_jax.data.files import atomic_write_text
-
-    path = Path(folder) / CARD
-    atomic_write_text(path, text)
+    path = files.location(folder) / CARD
+    files.atomic_write_text(path, text)
     return path
 
 

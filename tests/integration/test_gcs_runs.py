@@ -342,3 +342,44 @@ def test_overwrite_deletes_only_a_gs_run_folder_of_ours(gcs_server, gcs_prefix):
     with pytest.raises(run_folder.RunFolderError, match="not deleted"):
         run_folder.create(theirs, overwrite=True)
     assert list(gcs_files(gcs_server, theirs)) == ["notes.txt"]
+
+
+# ----------------------------------------------------------------------------- exports from and to gs://
+def test_a_gs_run_exports_to_pytorch_in_a_bucket_as_to_a_local_folder(twin_runs, gcs_server, tmp_path, capsys):
+    from arner_jax.convert.__main__ import main as convert
+
+    _, url = twin_runs
+    out = gcs_server.new_prefix("export") + "/torch"
+    for target in (str(tmp_path / "torch"), out):
+        assert convert(["to-pytorch", "--model_path", url, "--output_path", target, "--verify"]) == 0
+        assert "-> OK" in capsys.readouterr().out
+    here, there = local_files(tmp_path / "torch"), gcs_files(gcs_server, out)
+    assert set(here) == set(there) and "model.safetensors" in here
+    assert all(here[name] == there[name] for name in here if name != "README.md")
+    card = there["README.md"].decode()
+    assert f"gsutil -m cp -r {out} ." in card and f"- **Source run:** {url}\n" in card
+    assert "gsutil" not in here["README.md"].decode()
+    # an earlier export in the bucket is replaced only with --overwrite
+    with pytest.raises(SystemExit, match="2"):
+        convert(["to-pytorch", "--model_path", url, "--output_path", out])
+    assert "holds an earlier export; pass --overwrite" in capsys.readouterr().err
+
+
+def test_a_span_run_exports_to_a_bucket_given_the_encoders_name(span_run, gcs_server, gcs_prefix, capsys):
+    from arner_jax.convert.__main__ import main as convert
+    from arner_jax.models.span_marker.pretrained import SpanMarkerModel
+
+    run, _, corpus = span_run
+    out = f"{gcs_prefix}/span"
+    with pytest.raises(SystemExit, match="2"):
+        convert(["to-span-marker", "--model_path", str(run), "--output_path", out])
+    assert "needs --encoder_name" in capsys.readouterr().err and gcs_server.listing(gcs_prefix + "/") == {}
+    assert convert(["to-span-marker", "--model_path", str(run), "--output_path", out, "--encoder_name",
+                    "example/tiny-bert", "--verify"]) == 0
+    assert "-> OK" in capsys.readouterr().out
+    written = gcs_files(gcs_server, out)
+    assert json.loads(written["config.json"])["encoder"]["_name_or_path"] == "example/tiny-bert"
+    texts = [["ذهب", "محمد", "إلى", "القدس"]]
+    back = SpanMarkerModel.from_pretrained(out).span_logits(texts)  # read back from the bucket
+    ours = SpanMarkerModel.from_pretrained(run).span_logits(texts)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(back, ours))

@@ -54,11 +54,13 @@ def usable_length(model_max_length: int, encoder: EncoderConfig) -> int:
 
 
 def is_span_marker_folder(path: str | Path) -> bool:
-    config = Path(path) / "config.json"
-    if not config.is_file():
+    from arner_jax.data import files
+
+    config = files.location(path) / "config.json"  # local or gs://
+    if not files.is_file(config):
         return False
     try:
-        return json.loads(config.read_text(encoding="utf-8")).get("model_type") == MODEL_TYPE
+        return json.loads(files.read_text(config)).get("model_type") == MODEL_TYPE
     except json.JSONDecodeError:
         return False
 

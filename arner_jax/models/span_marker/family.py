@@ -174,9 +174,14 @@ class SpanFamily(ModelFamily):
                **options):
         """`encoder_name`: the base encoder's hub id to record (span_marker reads its config and tokenizer
         there); "" writes them to OUTPUT/encoder and records that path."""
+        from arner_jax.data import files
+        from arner_jax.errors import UserError
         from arner_jax.models.span_marker.pretrained import SpanMarkerModel
         from arner_jax.runs.export_folder import prepare_export_folder
 
+        if files.is_url(str(output_path)) and not encoder_name:  # before anything is written there
+            raise UserError(f"{output_path}: a span_marker folder in a bucket needs --encoder_name (the base "
+                            "encoder's hub id: span_marker reads its config from that name, not from a bucket)")
         model = SpanMarkerModel.from_pretrained(run_dir)
         return model.save_pretrained(prepare_export_folder(output_path, overwrite, "a span_marker export"),
                                      encoder_name, license)

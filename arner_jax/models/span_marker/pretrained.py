@@ -19,7 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from arner_jax.data import files
 from arner_jax.encoders import EncoderConfig
+from arner_jax.errors import UserError
 from arner_jax.models import inference
 from arner_jax.models.parallel import PmapParallel, StepBodies
 from arner_jax.models.span_marker import spans as S
@@ -66,12 +68,15 @@ class SpanMarkerModel:
     @classmethod
     def from_pretrained(cls, path: str | Path, dtype: str | None = None, batch_size: int = 16,
                         truncate: bool = False) -> SpanMarkerModel:
-        """Load a PyTorch SpanMarker checkpoint folder, or the kept model of one of our span runs."""
-        path = Path(path)
+        """Load a PyTorch SpanMarker checkpoint folder, or the kept model of one of our span runs (either local or
+        on gs://)."""
+        path = files.location(path)
         if is_span_marker_folder(path):
-            got = read_span_marker(path)
+            with files.local_copy(path) as local:  # the tokenizer and safetensors readers need a local folder
+                got = read_span_marker(local)
+                raw = json.loads((local / "config.json").read_text(encoding="utf-8"))
             model = cls(got.encoder, got.span, got.params, got.tokenizer, dtype or "float32", batch_size, truncate)
-            model.source = ("span-marker", path, json.loads((path / "config.json").read_text(encoding="utf-8")))
+            model.source = ("span-marker", path, raw)
             return model
         run = load_run(path, dtype)
         if not isinstance(run.family, SpanFamily):
@@ -85,18 +90,24 @@ class SpanMarkerModel:
     def save_pretrained(self, out_dir: str | Path, name_or_path: str = "", license: str | None = None) -> Path:
         """Write the PyTorch package's layout (config.json, model.safetensors, tokenizer files) and a
         model card (README.md: from the run folder when the model is one of our runs; `license` is
-        recorded in it)."""
+        recorded in it). `out_dir` may be a gs:// folder, given the base encoder's hub id as `name_or_path`
+        (the package reads the encoder's config there; a folder in a bucket it cannot read)."""
         from arner_jax.runs import model_card
 
+        if files.is_url(str(out_dir)) and not name_or_path:
+            raise UserError(f"{out_dir}: a span_marker folder in a bucket needs the base encoder's hub id "
+                            "(--encoder_name): span_marker reads the encoder's config from that name, and "
+                            "cannot read a path in a bucket")
         if self.source is not None and self.source[0] == "run":
             card = model_card.run_card(self.source[1], model_card.SPAN_MARKER, out_dir, license, span=self.config)
         else:
             folder, raw = (self.source[1], self.source[2]) if self.source is not None else (None, None)
             card = model_card.checkpoint_card(self.encoder, self.config, out_dir, folder, raw, license)
         params = jax.tree.map(np.asarray, self.parallel.get_state(self.params))
-        out = write_span_marker(out_dir, self.encoder, self.config, params, self.tokenizer, name_or_path)
-        model_card.write_card(out, card)
-        return out
+        with files.staged(out_dir) as local:  # out_dir itself, or a folder uploaded to gs:// at the end
+            write_span_marker(local, self.encoder, self.config, params, self.tokenizer, name_or_path)
+            model_card.write_card(local, card)
+        return files.location(out_dir)
 
     # ------------------------------------------------------------------ scoring
     def _run(self, texts: Sequence) -> tuple[SpanSplit, list[dict]]:

@@ -36,7 +36,7 @@ from arner_jax.errors import UserError
 from arner_jax.models.base import family_for
 from arner_jax.runs import run_folder
 from arner_jax.runs.checkpoints import save_params
-from arner_jax.runs.export_folder import prepare_export_folder
+from arner_jax.runs.export_folder import export_target
 from arner_jax.runs.loading import load_run
 
 TOKEN_CLASSIFIER = {"bert": "BertForTokenClassification", "xlm-roberta": "XLMRobertaForTokenClassification",
@@ -50,9 +50,7 @@ def _architecture(config: EncoderConfig) -> str:
 def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool = False,
                license: str | None = None) -> Path:
     """Write a tagger run's kept model as a PyTorch folder with its model card (README.md, recording
-    `license`); returns the folder."""
-    from safetensors.numpy import save_file
-
+    `license`); returns the folder (local or gs://)."""
     from arner_jax.runs import model_card
 
     run = load_run(model_path)
@@ -65,7 +63,17 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
     spec = run.family.spec(run.config)
     card = model_card.run_card(model_path, model_card.TOKEN_CLASSIFIER if spec.flat_head else model_card.TORCH_TAGGER,
                                output_path, license)
-    out = prepare_export_folder(output_path, overwrite, "a PyTorch export")
+    with export_target(output_path, overwrite, "a PyTorch export") as out:  # local, or staged for gs://
+        _write_torch_folder(out, run, spec, model_path, card)
+    return files.location(output_path)
+
+
+def _write_torch_folder(out: Path, run, spec, model_path, card: str) -> None:
+    """The PyTorch folder's files in the local folder `out`."""
+    from safetensors.numpy import save_file
+
+    from arner_jax.runs import model_card
+
     params = {k: np.asarray(v) for k, v in run.params.items() if k != "encoder"}
     if spec.flat_head:
         tags = run.labels.flat_tags
@@ -87,7 +95,6 @@ def export_run(model_path: str | Path, output_path: str | Path, overwrite: bool 
         (out / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     run.tokenizer.save_pretrained(str(out))
     model_card.write_card(out, card)
-    return out
 
 
 @dataclasses.dataclass

@@ -124,29 +124,34 @@ def import_reference_checkpoint(checkpoint: str | Path, kind: str, data_paths: d
 def export_reference_checkpoint(model_path: str | Path, output_path: str | Path, overwrite: bool = False) -> Path:
     """A `--recipe um6p` run's kept model as the reference's state dict (`.safetensors`, or `.pt` as
     `checkpoint_N.pt` holds it: {"model": state_dict}, needs torch); the pooler is written as zeros."""
+    from arner_jax.data import files
     from arner_jax.errors import UserError
     from arner_jax.models.tagger.um6p import ReferenceVocab
     from arner_jax.runs.loading import load_run
 
-    out = Path(output_path)
+    out = files.location(output_path)  # local or gs://
     if out.suffix not in (".safetensors", ".pt"):
         raise UserError(f"{out}: name the file .safetensors or .pt (the reference's checkpoint_N.pt layout)")
-    if out.exists() and not overwrite:
+    files.check_reachable(out)
+    if files.is_file(out) and not overwrite:
         raise UserError(f"{out}: exists; pass --overwrite to replace it, or name another file")
     run = load_run(model_path)
     if not isinstance(run.labels, ReferenceVocab):
         raise UserError(f"{model_path}: not a --recipe um6p run (its heads are not the reference's); train it with "
                         "--recipe um6p, or export it with `to-pytorch`")
-    state = params_to_reference(run.params, run.encoder, run.labels)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    state = {k: np.ascontiguousarray(v) for k, v in params_to_reference(run.params, run.encoder, run.labels).items()}
     if out.suffix == ".safetensors":
-        from safetensors.numpy import save_file
+        from safetensors.numpy import save
 
-        save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(tmp))
+        data = save(state)
     else:
+        import io
+
         import torch
 
-        torch.save({"model": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}}, str(tmp))
-    tmp.replace(out)
+        buffer = io.BytesIO()
+        torch.save({"model": {k: torch.from_numpy(v) for k, v in state.items()}}, buffer)
+        data = buffer.getvalue()
+    files.make_folder(out.parent)
+    files.atomic_write_bytes(out, data)  # whole or not at all: a rename locally, one upload on gs://
     return out
