@@ -11,9 +11,10 @@ uploads what was written into a temporary one), and removing a folder tree that 
 `StorageError`s that name the path and what to do (no credentials, no such bucket or object, no
 permission); `storage_errors(url)` turns any client's failure inside it into one.
 
-What takes gs:// URLs: run folders (train, resume, evaluate, predict, convert's sources, sweeps and
-their reports; Orbax writes the checkpoints through its own gs:// support), the data files of a run
-and the score command's files. Flags naming local-only things refuse URLs
+What takes gs:// URLs: run folders (train, resume, evaluate, predict, sweeps and their reports;
+Orbax writes the checkpoints through its own gs:// support), exports (their source run and their
+folder: arner_jax.runs.export_folder), the data files of a run and the score command's files. Flags
+naming local-only things (the compilation cache, the importers' inputs and run folders) refuse URLs
 (arner_jax.errors.local_path); those that may be on Cloud Storage use arner_jax.errors.storage_path.
 """
 from __future__ import annotations

@@ -93,9 +93,10 @@ URL = "gs://bucket/run"
 
 
 @pytest.mark.parametrize("module,argv,message", [
-    # local only: the compilation cache (per machine), export and import folders
+    # local only: the compilation cache (per machine), what the importers read and the run folders they write
     ("arner_jax.train.cli", ["--compilation_cache", URL], "a URL where a local path is needed"),
-    ("arner_jax.convert.__main__", ["to-pytorch", "--model_path", "run", "--output_path", URL],
+    ("arner_jax.convert.__main__", ["from-um6p", "--checkpoint", URL, "--kind", "nested", "--train_path", "t",
+                                    "--val_path", "v", "--test_path", "t", "--bert_model", "b", "--output_path", "o"],
      "a URL where a local path is needed"),
     ("arner_jax.convert.__main__", ["from-pytorch", "--hf_model", "m", "--output_path", URL],
      "a URL where a local path is needed"),
