@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         print("skipped: set ARNER_SPAN_MARKER_PYTHON to the python of an environment with span_marker 1.8.1 "
               "(pip install span_marker==1.8.1 transformers==4.57.6 torch==2.13.0 datasets)")
         return None
+    if os.sep in python:  # a relative path (.sm_venv/bin/python) must survive the package's own working folder
+        python = os.path.abspath(python)
     settings = dict(SETTINGS, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs)
     report: dict = {"machine": machine("jax", "jaxlib", "flax", "torch"), "settings": settings}
     print(describe(report["machine"]), flush=True)
