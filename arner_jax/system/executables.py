@@ -25,10 +25,14 @@ entry that cannot be read is compiled again (and rewritten); a program that cann
 do not use the store (an executable spans the processes' devices; each process would need the
 others' entries at once).
 
-Each run context also keeps a manifest (`manifests/`): the entries its run used, in order of first
-use. A repeated run starts loading them in a background thread as soon as its trainer exists
-(`prefetch`), so that deserializing (about 0.14 s a program on 2 CPU cores) overlaps with the set-up
-and the first steps; the fingerprint still decides which executable runs.
+Each run also keeps a manifest (`manifests/`): the entries it used, in order of first use, under a
+key known before its set-up (the settings that reach programs and a digest of the data:
+arner_jax.train.loop.manifest_key). A repeated run starts loading them in a background thread as
+soon as its inputs are read (`prefetch`), and runs each loaded program once on zeros there
+(`warm=True`): XLA's CPU runtime resolves a loaded executable's kernels on its first execution
+(about 0.17 s a train program), and deserializing costs about 0.14 s, both now overlapping the
+set-up (tokenizer, model, encoding) instead of the first epoch. The fingerprint still decides which
+executable runs.
 
 What the store saves it compiles itself with JAX's persistent cache off: an XLA CPU executable read
 back from that cache serializes without its kernels (loading it later fails with "Function ... not
@@ -177,12 +181,16 @@ class ProgramStore:
     devices it runs on.
     """
 
-    def __init__(self, folder: str | Path, context: dict):
+    def __init__(self, folder: str | Path, context: dict | None = None, manifest_key: str | None = None):
+        """`context` may be given later (`bind`): a store opened before the run's set-up can prefetch by
+        `manifest_key` (what is known then) and be bound to the full context once the model exists."""
         self.folder = Path(folder)
-        self.context = _stable(context)
+        self.context = None if context is None else _stable(context)
+        self.manifest_key = manifest_key
         self.loaded = 0  # programs read from the store
         self.saved = 0  # programs compiled and written to it
         self.prefetched = 0  # entries a background thread started loading (see prefetch)
+        self.warmed = 0  # loaded programs that the background thread ran once on zeros (prefetch(warm=True))
         self._memo: dict[tuple, Callable] = {}
         self._environment: str | None = None
         self._pending: dict[str, concurrent.futures.Future] = {}  # entry name -> its loading
@@ -193,8 +201,15 @@ class ProgramStore:
             self._environment = _stable(environment())
         return self._environment
 
+    def bind(self, context: dict) -> ProgramStore:
+        """Give a store opened by manifest key the run's context (what its fingerprints hold)."""
+        self.context = _stable(context)
+        return self
+
     def fingerprint(self, name: str, args: tuple, scope: dict) -> str:
         """The name of the program's entry (a sha256 hex digest)."""
+        if self.context is None:
+            raise RuntimeError("ProgramStore.bind(context) must come before the store names programs")
         program = _stable({"format": FORMAT, "name": name, "scope": scope, "arguments": _argument_signature(args)})
         h = hashlib.sha256()
         for part in (program, self.context, self._environment_text()):
@@ -203,16 +218,20 @@ class ProgramStore:
 
     # ------------------------------------------------------------------ the manifest and prefetching
     def _manifest(self) -> Path:
-        """Where the entries a run of this context and environment used are listed, in order of first use."""
-        h = hashlib.sha256((self.context + "\0" + self._environment_text()).encode()).hexdigest()
+        """Where the entries a run of this manifest key (or context) and environment used are listed, in order of
+        first use."""
+        key = self.manifest_key if self.manifest_key is not None else self.context
+        h = hashlib.sha256((key + "\0" + self._environment_text()).encode()).hexdigest()
         return self.folder / MANIFESTS / f"{h}.json"
 
-    def prefetch(self) -> int:
-        """Start loading, in a background thread, the entries that the last run of the same context and
+    def prefetch(self, warm: bool = False) -> int:
+        """Start loading, in a background thread, the entries that the last run of the same manifest key and
         environment used (its manifest), in the order it first used them, so that deserializing overlaps
-        with the set-up and the first steps. A listed entry is only a guess: `compiled` still computes
-        each program's fingerprint from its arguments and takes a loaded executable only under that exact
-        name; one that fails to load is compiled as usual. Returns how many entries are being loaded."""
+        with the set-up and the first steps; `warm`: also run each one once on zeros there, which makes XLA
+        resolve its kernels then, not at its first real step. A listed entry is only a guess: `compiled`
+        still computes each program's fingerprint from its arguments and takes a loaded executable only under
+        that exact name; one that fails to load is compiled as usual. Returns how many entries are being
+        loaded."""
         try:
             names = json.loads(self._manifest().read_text(encoding="utf-8"))["entries"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -221,8 +240,9 @@ class ProgramStore:
         if not names:
             return 0
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arner_jax-programs")
+        read = _read_and_warm if warm else (lambda path: (_read_entry(path), False))
         for n in names:
-            self._pending[n] = pool.submit(_read_entry, self.folder / (n + SUFFIX))
+            self._pending[n] = pool.submit(read, self.folder / (n + SUFFIX))
         pool.shutdown(wait=False)
         self.prefetched = len(names)
         return len(names)
@@ -252,8 +272,9 @@ class ProgramStore:
         pending = self._pending.pop(entry, None)
         if pending is not None or path.is_file():
             try:
-                program = pending.result() if pending is not None else _read_entry(path)
+                program, warmed = pending.result() if pending is not None else (_read_entry(path), False)
                 self.loaded += 1
+                self.warmed += warmed
                 self._note_use(entry)
                 return program
             except Exception as e:  # noqa: BLE001 - any unreadable entry is compiled again
@@ -296,6 +317,25 @@ def _read_entry(path: Path):
     with open(path, "rb") as f:
         blob, in_tree, out_tree = pickle.load(f)
     return serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+
+
+def _read_and_warm(path: Path) -> tuple[Callable, bool]:
+    """A stored executable, loaded and run once on zeros (its results dropped), so that XLA's CPU runtime has
+    resolved its kernels before its first real call; and whether it ran. A program that cannot be run so is
+    returned as loaded."""
+    program = _read_entry(path)
+    try:
+        infos, tree = jax.tree.flatten(program.args_info)
+        shardings = jax.tree.leaves(program.input_shardings)
+        if len(shardings) != len(infos):
+            return program, False
+        zeros = [jax.device_put(np.zeros(i.shape, i.dtype), s) for i, s in zip(infos, shardings)]
+        args, kwargs = jax.tree.unflatten(tree, zeros)
+        jax.block_until_ready(program(*args, **kwargs))
+    except Exception as e:  # noqa: BLE001 - warming is an optimisation: a program that cannot be warmed is used as is
+        log.debug("compiled program %s not warmed: %s: %s", path.name, type(e).__name__, e)
+        return program, False
+    return program, True
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from arner_jax.runs import run_folder
 from arner_jax.runs.checkpoints import complete_steps
 from arner_jax.system import distributed, host_memory
 from arner_jax.train import runtime
-from arner_jax.train.loop import Trainer
+from arner_jax.train.loop import Trainer, open_program_store
 from arner_jax.train.prepare import agree_across_processes, check_inputs, prepare
 
 log = logging.getLogger("arner_jax")
@@ -65,6 +65,8 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
         log.info("run folder %s (%s)", files.absolute(run_dir), "resumed" if resume else "new")
         log.info("settings: %s", json.dumps(config.to_dict(), ensure_ascii=False))
         log.info("%s", host_memory.describe())
-        return Trainer(prepare(config, run_dir, inputs, resume=resume)).fit(resume=resume)
+        # the last such run's compiled programs load (and run once) in the background during the set-up
+        programs = open_program_store(config, inputs.corpora)
+        return Trainer(prepare(config, run_dir, inputs, resume=resume), programs=programs).fit(resume=resume)
     finally:
         runtime.close_logging()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import logging
 import math
 import time
@@ -77,22 +78,52 @@ _NOT_IN_PROGRAMS = ("train_path", "val_path", "test_path", "seed", "patience", "
                     "log_every")
 
 
+def _data_digest(corpora: dict) -> str:
+    data = hashlib.sha256()
+    for split in sorted(corpora):
+        for sentence in corpora[split].sentences:
+            data.update(repr((split, sentence.words, sentence.tags)).encode())
+    return data.hexdigest()
+
+
+def _program_settings(config) -> dict:
+    return {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_PROGRAMS}
+
+
 def program_context(run: PreparedRun, total_updates: int) -> dict:
     """What shapes a run's train and eval programs beyond their arguments' shapes (arner_jax.system.executables):
     its family, settings, label space, encoder, tokenizer and data, and the length of its schedule."""
-    data = hashlib.sha256()
-    for split in sorted(run.corpora):
-        for sentence in run.corpora[split].sentences:
-            data.update(repr((split, sentence.words, sentence.tags)).encode())
     tokenizer = hashlib.sha256(run.tokenizer.backend_tokenizer.to_str().encode()).hexdigest()
-    settings = {k: v for k, v in run.config.to_dict().items() if k not in _NOT_IN_PROGRAMS}
-    return {"family": run.family.name, "settings": settings, "labels": run.family.labels_to_json(run.labels),
-            "encoder": dataclasses.asdict(run.encoder), "tokenizer": tokenizer, "data": data.hexdigest(),
-            "max_length": run.max_length, "total_updates": total_updates}
+    return {"family": run.family.name, "settings": _program_settings(run.config),
+            "labels": run.family.labels_to_json(run.labels), "encoder": dataclasses.asdict(run.encoder),
+            "tokenizer": tokenizer, "data": _data_digest(run.corpora), "max_length": run.max_length,
+            "total_updates": total_updates}
+
+
+def manifest_key(config, corpora: dict) -> str:
+    """What a run's programs depend on that is known before its set-up (the settings that reach programs and
+    the data): the key of the list of programs the last such run used (ProgramStore's manifest), which a
+    repeated run starts loading while it builds its tokenizer and model."""
+    return json.dumps({"settings": _program_settings(config), "data": _data_digest(corpora)}, sort_keys=True,
+                      default=repr)
+
+
+def open_program_store(config, corpora: dict) -> ProgramStore | None:
+    """The run's program store, opened before its set-up and already loading (and warming) the programs of
+    the last run with the same manifest key; None without a store or with several processes (see
+    arner_jax.system.executables)."""
+    store = program_store_folder()
+    if store is None or jax.process_count() > 1:
+        return None
+    programs = ProgramStore(store, manifest_key=manifest_key(config, corpora))
+    programs.prefetch(warm=True)
+    return programs
 
 
 class Trainer:
-    def __init__(self, run: PreparedRun, devices=None):
+    def __init__(self, run: PreparedRun, devices=None, programs: ProgramStore | None = None):
+        """`programs`: a store opened before the set-up (open_program_store), bound here to the run's context;
+        by default the trainer opens its own."""
         # ---------------------------------------------------------------- schedule and steps
         self.run, cfg = run, run.config
         self.cfg = cfg
@@ -113,10 +144,14 @@ class Trainer:
         self.parallel.check_batch_size(cfg.eval_batch, "--eval_batch_size")
         self.rows = self.parallel.local_rows(self.update_rows)
         store = program_store_folder()
-        self.programs = ProgramStore(store, program_context(run, self.total_updates)) if store else None
+        if programs is not None:
+            self.programs = programs.bind(program_context(run, self.total_updates))
+        else:
+            self.programs = ProgramStore(store, program_context(run, self.total_updates),
+                                         manifest_key(cfg, run.corpora)) if store else None
         if self.programs is not None:
             self.parallel.use_program_store(self.programs)
-            if self.parallel.programs is not None and self.programs.prefetch():  # single-process runs
+            if self.parallel.programs is not None and (self.programs.prefetched or self.programs.prefetch()):
                 log.info("loading %d compiled programs of the last run with these settings in the background",
                          self.programs.prefetched)
         tx = make_optimizer(self.optim, self.total_updates)
@@ -293,7 +328,8 @@ class Trainer:
             "timing": {"epochs": loop.timing, "this_process_seconds": seconds,
                        "devices": self.parallel.num_devices, "parallel": self.parallel.name,
                        "programs_prefetched": self.programs.prefetched if self.programs is not None else 0,
-                       "programs_loaded": self.programs.loaded if self.programs is not None else 0},
+                       "programs_loaded": self.programs.loaded if self.programs is not None else 0,
+                       "programs_warmed": self.programs.warmed if self.programs is not None else 0},
         }
         if is_primary():
             atomic_write_json(run.run_dir / run_folder.METRICS, metrics)

@@ -130,6 +130,24 @@ def test_a_repeated_store_prefetches_what_the_last_run_used_and_runs_only_matchi
     jax.tree.map(np.testing.assert_array_equal, out, step(*ARGS))
 
 
+def test_a_store_opened_before_the_set_up_loads_and_warms_by_manifest_key_then_binds(tmp_path):
+    """The trainer's path: a store opened by manifest key (settings and data, before the tokenizer and model
+    exist) prefetches and runs each listed program once on zeros; bound to the run's context, it serves them by
+    fingerprint. A store of another manifest key prefetches nothing; one not bound cannot name programs."""
+    step = jax.jit(lambda x, b: (x * 2 + b["mask"], {"sum": (x * b["mask"]).sum()}), donate_argnums=0)
+    first = ProgramStore(tmp_path, manifest_key="settings+data").bind({"setting": 1})
+    out_first = first.compiled("train", step, ARGS, SCOPE)(np.array(ARGS[0]), ARGS[1])
+    early = ProgramStore(tmp_path, manifest_key="settings+data")
+    assert early.prefetch(warm=True) == 1
+    with pytest.raises(RuntimeError, match="bind"):
+        early.fingerprint("train", ARGS, SCOPE)
+    early.bind({"setting": 1})
+    out = early.compiled("train", step, ARGS, SCOPE)(np.array(ARGS[0]), ARGS[1])
+    assert (early.loaded, early.warmed, early.saved) == (1, 1, 0)
+    jax.tree.map(np.testing.assert_array_equal, out, out_first)  # the run on zeros changed nothing
+    assert ProgramStore(tmp_path, manifest_key="other settings").prefetch(warm=True) == 0
+
+
 STORE_AFTER_CACHE = """
 import sys
 import jax, jax.numpy as jnp, numpy as np
@@ -189,6 +207,8 @@ def test_a_repeated_run_loads_its_programs_and_ends_with_the_same_metrics(tmp_pa
     # the first run's manifest: the repeat loaded every program it used in the background
     assert first["timing"]["programs_prefetched"] == 0
     assert again["timing"]["programs_prefetched"] == again["timing"]["programs_loaded"] > 0
+    # opened before the set-up (by the manifest key) and every loaded program run once on zeros there
+    assert again["timing"]["programs_warmed"] == again["timing"]["programs_loaded"]
     same_results(again, first)
     # a loaded program computes what a traced and jitted one does: the slow set's seed test compares a loaded
     # run with one that has no cache and no store
