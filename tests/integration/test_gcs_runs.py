@@ -1,9 +1,10 @@
 """Run folders on Cloud Storage (issue 27): every command with its folder on the session's local GCS server
 (tests/gcs_server.py), compared with the same command on a local folder.
 
-The default set trains one small run on gs:// and on a local folder and compares them file by file, then
-evaluates and predicts from the gs:// run; refusals are one line and create nothing. The slow set kills a
-gs:// run at three points and resumes it, stops one with SIGTERM, and runs a sweep and its report on gs://.
+The default set (the README command) trains one small run on gs:// and on a local folder and compares them
+file by file, and checks that refusals are one line and create nothing. The slow set evaluates, predicts,
+resumes and exports from and to gs://, runs a sweep and its report there, kills a gs:// run at three points
+and resumes it, stops one with SIGTERM, and trains two processes into one gs:// folder.
 """
 from __future__ import annotations
 
@@ -79,6 +80,7 @@ def _leaves(tree) -> dict:
     return {jax.tree_util.keystr(path): leaf for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_read_a_gs_run_and_write_gs_files(twin_runs, gcs_server, tmp_path, capsys):
     from arner_jax.data import files
     from arner_jax.evaluate import evaluate_files
@@ -98,6 +100,7 @@ def test_evaluate_and_predict_read_a_gs_run_and_write_gs_files(twin_runs, gcs_se
     assert files.read_bytes(f"{url}/out/pred.jsonl") == (tmp_path / "pred.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_readers_of_a_gs_run_write_nothing_into_it(twin_runs, gcs_server, tmp_path):
     from arner_jax.predict import NERTagger
     from arner_jax.runs.run_folder import read_run
@@ -109,6 +112,7 @@ def test_readers_of_a_gs_run_write_nothing_into_it(twin_runs, gcs_server, tmp_pa
     assert gcs_files(gcs_server, url) == before
 
 
+@pytest.mark.slow
 def test_resuming_a_finished_gs_run_keeps_its_results(twin_runs, gcs_server, compilation_cache):
     from arner_jax.train import cli
 
@@ -184,6 +188,7 @@ def _nothing():
 
 
 # ----------------------------------------------------------------------------- sweeps and their reports
+@pytest.mark.slow
 def test_a_sweep_and_its_report_on_gs(gcs_server, gcs_prefix, compilation_cache, tmp_path, capsys):
     from arner_jax.sweep import report
     from arner_jax.sweep import run as sweep
@@ -345,6 +350,7 @@ def test_overwrite_deletes_only_a_gs_run_folder_of_ours(gcs_server, gcs_prefix):
 
 
 # ----------------------------------------------------------------------------- exports from and to gs://
+@pytest.mark.slow
 def test_a_gs_run_exports_to_pytorch_in_a_bucket_as_to_a_local_folder(twin_runs, gcs_server, tmp_path, capsys):
     from arner_jax.convert.__main__ import main as convert
 
@@ -365,6 +371,7 @@ def test_a_gs_run_exports_to_pytorch_in_a_bucket_as_to_a_local_folder(twin_runs,
     assert "holds an earlier export; pass --overwrite" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_span_run_exports_to_a_bucket_given_the_encoders_name(span_run, gcs_server, gcs_prefix, capsys):
     from arner_jax.convert.__main__ import main as convert
     from arner_jax.models.span_marker.pretrained import SpanMarkerModel
