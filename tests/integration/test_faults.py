@@ -18,12 +18,8 @@ from pathlib import Path
 import pytest
 
 from arner_jax.data.synthetic import write_synthetic_corpus
-from tests.conftest import QUIET, REPO, train_run
-
-
-def results(metrics: dict) -> dict:
-    """What a run's metrics say about the model (timings differ between a resumed and a straight run)."""
-    return {k: v for k, v in metrics.items() if k != "timing"}
+from tests.conftest import REPO, train_run
+from tests.runs import kill_when, results, small, spawn
 
 
 def cli_exit(argv: list[str], capsys, preset: str = "wojood_nested") -> tuple[int, str]:
@@ -50,11 +46,6 @@ def files(tmp_path_factory):
     """A small synthetic corpus as files (every type in train), written once."""
     return write_synthetic_corpus(tmp_path_factory.mktemp("faults_data"), seed=8,
                                   sizes={"train": 160, "val": 24, "test": 24})
-
-
-def small(files, tiny_bert, *flags) -> list[str]:
-    return ["--train_path", str(files["train"]), "--val_path", str(files["val"]), "--test_path", str(files["test"]),
-            "--bert_model", str(tiny_bert), "--max_length", "64", "--batch_size", "8", "--lr", "2e-3", *flags]
 
 
 # ----------------------------------------------------------------------------- 8, 9, 13: bad inputs, nothing made
@@ -367,13 +358,6 @@ def test_importing_without_pytorch_prints_no_notice():
 
 
 # ----------------------------------------------------------------------------- kills and preemption (processes)
-def spawn(args: list[str], log: Path, preset: str = "wojood_nested") -> subprocess.Popen:
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
-    with open(log, "a") as sink:
-        return subprocess.Popen([sys.executable, "-m", "arner_jax.train", "--preset", preset, *args, *QUIET],
-                                cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
-
-
 def complete(folder: Path) -> list[int]:
     from arner_jax.runs.checkpoints import complete_steps
 
@@ -406,13 +390,7 @@ def test_killed_at_any_point_resumes_to_the_uninterrupted_metrics(point, files, 
     tmp = tmp_path_factory.mktemp(point)
     run = tmp / "run"
     proc = spawn([*flags, "--output_path", str(run)], tmp / "log.txt")
-    deadline = time.time() + 900
-    while not KILL_POINTS[point](run):
-        assert proc.poll() is None, "the run ended before the kill point: " + (tmp / "log.txt").read_text()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)  # really killed: no cleanup, no final save
-    assert proc.wait() == -signal.SIGKILL
+    kill_when(proc, lambda: KILL_POINTS[point](run), tmp / "log.txt")  # really killed: no cleanup, no final save
     resumed = spawn(["--output_path", str(run), "--resume"], tmp / "log.txt")
     assert resumed.wait(timeout=900) == 0, (tmp / "log.txt").read_text()[-3000:]
     assert results(json.loads((run / "metrics.json").read_text())) == results(reference)

@@ -246,11 +246,9 @@ def files_there(url: str) -> bool:
 @pytest.mark.parametrize("point", list(GCS_KILL_POINTS))
 def test_a_gs_run_killed_at_any_point_resumes_to_the_uninterrupted_metrics(point, gcs_server, tmp_path_factory,
                                                                            tiny_bert, compilation_cache):
-    import signal
-    import time
 
     from arner_jax.data.synthetic import write_synthetic_corpus
-    from tests.integration.test_faults import results, small, spawn
+    from tests.runs import kill_when, results, small, spawn
 
     data = write_synthetic_corpus(tmp_path_factory.mktemp("gcs_kill_data"), seed=8,
                                   sizes={"train": 160, "val": 24, "test": 24})
@@ -260,13 +258,7 @@ def test_a_gs_run_killed_at_any_point_resumes_to_the_uninterrupted_metrics(point
     reference = train_run(tmp / "reference", "wojood_nested", *flags)
     run = gcs_server.new_prefix(point) + "/run"
     proc = spawn([*flags, "--output_path", run], tmp / "log.txt")
-    deadline = time.time() + 900
-    while not GCS_KILL_POINTS[point](run):
-        assert proc.poll() is None, "the run ended before the kill point: " + (tmp / "log.txt").read_text()[-3000:]
-        assert time.time() < deadline
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGKILL)  # really killed: no cleanup, no final save
-    assert proc.wait() == -signal.SIGKILL
+    kill_when(proc, lambda: GCS_KILL_POINTS[point](run), tmp / "log.txt", poll=0.01)  # no cleanup, no final save
     resumed = spawn(["--output_path", run, "--resume"], tmp / "log.txt")
     assert resumed.wait(timeout=900) == 0, (tmp / "log.txt").read_text()[-3000:]
     assert results(json.loads(gcs_files(gcs_server, run)["metrics.json"])) == results(reference)
@@ -279,7 +271,7 @@ def test_sigterm_saves_a_gs_run_which_resumes_to_the_uninterrupted_metrics(gcs_s
     import time
 
     from arner_jax.data.synthetic import write_synthetic_corpus
-    from tests.integration.test_faults import results, small, spawn
+    from tests.runs import results, small, spawn
 
     data = write_synthetic_corpus(tmp_path / "data", seed=8, sizes={"train": 160, "val": 24, "test": 24})
     flags = small(data, tiny_bert, "--max_epochs", "2", "--checkpoint_every", "5", "--compilation_cache",
@@ -309,7 +301,8 @@ def test_two_processes_write_one_gs_run_folder(gcs_server, tmp_path):
     import os
     import subprocess
 
-    from tests.integration.test_multiprocess import LAUNCH, TRAIN, one_process_two_devices, results
+    from tests.runs import LAUNCH, TRAIN, one_process_two_devices
+    from tests.runs import folder_results as results
 
     one = subprocess.run([*TRAIN, "--output_path", str(tmp_path / "one")], cwd=REPO_ROOT,
                          env=one_process_two_devices(), capture_output=True, text=True, timeout=900)

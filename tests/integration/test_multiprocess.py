@@ -13,18 +13,10 @@ import numpy as np
 import pytest
 
 from tests.conftest import REPO
+from tests.runs import LAUNCH, TRAIN, one_process_two_devices
+from tests.runs import folder_results as results
 
 pytestmark = pytest.mark.multiprocess
-LAUNCH = [sys.executable, "-m", "arner_jax.launch", "--num_processes", "2", "--devices_per_process", "1", "--"]
-
-
-def one_process_two_devices() -> dict:
-    # the caller's XLA flags (--xla_cpu_max_isa=AVX2, say) stay, as arner_jax.launch keeps them for the two
-    # processes: both sides of a comparison run under the same ISA
-    xla = " ".join(f for f in os.environ.get("XLA_FLAGS", "").split() if "host_platform_device_count" not in f)
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"{xla} --xla_force_host_platform_device_count=2".strip())
-
-
 @pytest.fixture(scope="module")
 def steps(tmp_path_factory):
     out = tmp_path_factory.mktemp("steps")
@@ -48,14 +40,6 @@ def test_two_processes_step_like_one_process_with_two_devices(steps, wrapper):
     np.testing.assert_allclose(two["loss"], one["loss"], rtol=1e-6, atol=1e-6)
     assert np.abs(one["params"] - two["params"]).max() <= 1e-6
     assert (one["ids"] == two["ids"]).all() and abs(float(one["eval_loss"]) - float(two["eval_loss"])) <= 1e-6
-
-
-def results(folder) -> dict:
-    return {k: v for k, v in json.loads((folder / "metrics.json").read_text()).items() if k != "timing"}
-
-
-TRAIN = [sys.executable, "-m", "arner_jax.train", "--preset", "wojood_nested", "--smoke", "--max_epochs", "2",
-         "--no_compilation_cache", "--log_every", "100000"]
 
 
 @pytest.mark.slow
