@@ -17,6 +17,8 @@ CORE = [
     "tensorboardX>=2.6",
     # model cards' YAML front matter (arner_jax.model_card); transformers and flax require it already
     "pyyaml>=5.1",
+    # paths that may be gs:// URLs (arner_jax.data.files.location); orbax-checkpoint requires it already
+    "etils[epath]>=1.5",
 ]
 # torch is only needed to read `pytorch_model.bin`, to export/verify against PyTorch and for
 # the parity tests. On a machine without a GPU install a CPU build of torch *before* these
