@@ -41,7 +41,7 @@ def exit_on_user_error() -> Iterator[None]:
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 URL_REFUSED = ("a URL where a local path is needed; give a local path (gs:// is read and written for run folders "
                "and data files only)")
-STORAGE_URL = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$")
+STORAGE_URL = re.compile(r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]/+[^/].*$")  # a folder in a bucket
 
 
 def is_url(text: object) -> bool:
@@ -62,8 +62,8 @@ def storage_url_problem(text: object) -> str | None:
     if not is_url(text) or STORAGE_URL.match(text):
         return None
     if text.startswith("gs://"):
-        return ("not a Cloud Storage path; write gs://BUCKET/FOLDER (a bucket name of 3-222 lower-case letters, "
-                "digits, dots, dashes, underscores)")
+        return ("not a Cloud Storage folder; write gs://BUCKET/FOLDER (a bucket name of 3-222 lower-case letters, "
+                "digits, dots, dashes, underscores, and a folder in it: never the bucket itself)")
     return "only gs:// URLs are supported; give a local path or gs://BUCKET/PATH"
 
 

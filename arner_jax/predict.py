@@ -138,7 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = tagger.predict(items, is_split_into_words=True) if kind == "wojood" else tagger.predict(items)
             body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
         if args.output:
-            files.atomic_write_text(args.output, body)
+            if files.is_url(str(args.output)):
+                files.atomic_write_text(args.output, body)  # one upload
+            else:
+                args.output.write_text(body, encoding="utf-8")  # as before: a device (/dev/stdout) or a link
         else:
             sys.stdout.write(body)
     return 0

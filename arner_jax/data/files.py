@@ -54,20 +54,42 @@ def _filesystem(url: str):
         raise StorageError(f"{url}: {err}; for gs:// URLs: pip install 'arner_jax[gcs]'") from None
 
 
+_CLIENT_MODULES = ("gcsfs", "google.auth", "google.api_core", "google.cloud", "aiohttp", "requests", "urllib3")
+
+
+def is_storage_failure(err: BaseException) -> bool:
+    """Whether `err` is a storage client's failure (not a bug of ours): OSError and the types of gcsfs,
+    google-auth, google-cloud-storage, aiohttp and requests."""
+    return isinstance(err, (OSError, TimeoutError)) or type(err).__module__.startswith(_CLIENT_MODULES)
+
+
+def _bucket_exists(url: str) -> bool:
+    fs, inner = _filesystem(url)
+    try:
+        fs.ls(inner.split("/")[0], refresh=True)  # objects.list (buckets.get may be denied)
+    except FileNotFoundError:
+        return False
+    except Exception:  # noqa: BLE001 - unknown: say what the first error said
+        return True
+    return True
+
+
 def _storage_error(url: str, err: BaseException) -> StorageError:
-    """One line for what went wrong reaching `url` (the clients raise their own types)."""
+    """One line for what went wrong reaching `url`, chosen by the error's type and HTTP status (gcsfs: 404 is
+    FileNotFoundError, 403 an OSError "Forbidden: ...", 401 an HttpError with code 401), never by words of
+    the path."""
     if isinstance(err, StorageError):
         return err
     name, text = type(err).__name__, " ".join(str(err).split())
-    if (name in ("DefaultCredentialsError", "RefreshError") or "credentials" in text.lower() or "401" in text
-            or "Unauthorized" in text):
-        return StorageError(f"{url}: no Google Cloud credentials ({text[:160]}); {CREDENTIALS_HINT}")
+    code = getattr(err, "code", None)
     bucket = url.split("/")[2] if url.count("/") >= 2 else url
+    if name in ("DefaultCredentialsError", "RefreshError") or code == 401:
+        return StorageError(f"{url}: no Google Cloud credentials ({text[:160]}); {CREDENTIALS_HINT}")
     if isinstance(err, FileNotFoundError):
-        if "bucket" in text.lower():
+        if is_url(url) and not _bucket_exists(url):
             return StorageError(f"{url}: the bucket gs://{bucket} does not exist; check the name (gsutil ls)")
         return StorageError(f"{url}: no such file; check the path")
-    if isinstance(err, PermissionError) or "403" in text or "Forbidden" in text:
+    if isinstance(err, PermissionError) or code == 403 or (isinstance(err, OSError) and text.startswith("Forbidden")):
         who = (f" (no credentials were used: {CREDENTIALS_HINT})" if "anonymous caller" in text.lower() else "")
         return StorageError(f"{url}: permission denied (403); give this account access to gs://{bucket}, or "
                             f"use another bucket{who}")
@@ -83,6 +105,9 @@ def location(path: str | Path) -> Path:
     if not text.startswith("gs://"):
         raise StorageError(f"{text}: only gs:// URLs are supported; give a local path or gs://BUCKET/PATH")
     _filesystem(text)  # a missing gcsfs is one line here, not a traceback later
+    # gs:// through gcsfs, as every other access here: with TensorFlow installed (Colab) etils would use
+    # tf.io.gfile (other credentials, its own stat cache); decided at etils' first gs:// path
+    os.environ.setdefault("EPATH_USE_TF", "false")
     from etils import epath
 
     return epath.Path(text.rstrip("/"))
@@ -102,8 +127,8 @@ def storage_errors(path: str | Path) -> Iterator[None]:
     except StorageError:
         raise
     except Exception as err:  # noqa: BLE001 - gcsfs, google-auth and aiohttp raise many types: all become one line
-        if not is_url(str(path)):
-            raise
+        if not is_url(str(path)) or not is_storage_failure(err):
+            raise  # a local path's errors, and bugs, keep their type and traceback
         raise _storage_error(str(path), err) from None
 
 
@@ -187,9 +212,13 @@ def remove_tree(path: str | Path) -> None:
         shutil.rmtree(path)
         return
     fs, inner = _filesystem(str(path))
+    if inner.strip("/").count("/") < 1:  # callers refuse bucket roots; never delete a bucket
+        raise StorageError(f"{path}: a bucket, not a folder in one; nothing deleted")
     with storage_errors(path):
-        if fs.exists(inner):
-            fs.rm(inner, recursive=True)
+        # object by object, as listed: fs.rm would expand * ? [ in the name as a pattern (another folder's
+        # files) and, given a bucket, delete it
+        for name in fs.find(inner):
+            fs.rm_file(name)
 
 
 def remove_file(path: str | Path) -> None:

@@ -25,9 +25,9 @@ def prepare_export_folder(out: str | Path, overwrite: bool, what: str = "an expo
     earlier export of arner_jax is replaced only with `overwrite`."""
     out = files.location(out)
     files.check_reachable(out)
-    if files.is_file(out):
-        raise UserError(f"{out}: is a file; --output_path must be a folder")
     with files.storage_errors(out):
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out}: is a file; --output_path must be a folder")
         nonempty = out.is_dir() and any(out.iterdir())
     if nonempty:
         if run_folder.is_run_folder(out):

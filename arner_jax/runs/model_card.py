@@ -403,14 +403,15 @@ def run_card(run_dir: str | Path, export_format: str, folder: str | Path, licens
     cfg, family = record.config, record.family
     notes: list[str] = []
     metrics_path = record.run_dir / METRICS
-    metrics = _read_json(metrics_path, "run's metrics.json") if metrics_path.is_file() else None
+    metrics = _read_json(metrics_path, "run's metrics.json") if files.is_file(metrics_path) else None
     if metrics is None:
         notes.append(f"{metrics_path} does not exist (the run has not finished): the evaluation, the epochs run and "
                      "the per-epoch results are unknown.")
     train_path = record.data.get("train")
     data = None
-    if train_path is not None and train_path.is_file():
-        data = read_training_data(train_path, cfg.tag_scheme, family.nested(cfg))
+    if train_path is not None and files.is_file(train_path):  # may be in a bucket: failures are one line
+        with files.storage_errors(train_path):
+            data = read_training_data(train_path, cfg.tag_scheme, family.nested(cfg))
     else:
         notes.append(f"the training file {train_path} recorded in config.json is not there: label examples and "
                      "training-set metrics are unknown.")

@@ -78,7 +78,7 @@ def check_output(run_dir: str | Path, overwrite: bool, resume: bool) -> None:
         raise RunFolderError("--overwrite and --resume exclude each other; give one")
     files.check_reachable(run_dir)
     with storage_errors(run_dir):
-        if run_dir.is_file():
+        if run_dir.exists() and not run_dir.is_dir():
             raise RunFolderError(f"{run_dir}: is a file; --output_path must be a folder")
         nonempty = run_dir.is_dir() and any(run_dir.iterdir())
     if resume:

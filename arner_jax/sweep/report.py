@@ -212,7 +212,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m arner_jax.swe
                         help="folder for the results, local or gs:// (default: the sweep folder)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with exit_on_user_error():
-        written = write_report(args.sweep_dir, args.output)
+        for folder in (args.sweep_dir, args.output):
+            files.check_reachable(folder or args.sweep_dir)
+        with files.storage_errors(args.sweep_dir):
+            written = write_report(args.sweep_dir, args.output)
     print(files.read_text(written[MARKDOWN]))
     print("wrote " + ", ".join(str(p) for p in written.values()))
     return written

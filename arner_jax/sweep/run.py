@@ -237,8 +237,10 @@ def main(argv: Sequence[str] | None = None) -> SweepResult | None:
         options = {"seeds": args.seeds, "smoke": args.smoke, "only": args.only, "shard": parse_shard(args.shard),
                    "overrides": {**training_overrides(get_grid(args.preset), rest), **_data_paths(args)},
                    "encoders": dict(_pair(text) for text in args.encoder)}
+        files.check_reachable(args.output_path)  # a gs:// sweep folder: credentials and bucket, in one line
         if args.dry_run:
-            dry_run(args.preset, args.output_path, **options)
+            with files.storage_errors(args.output_path):
+                dry_run(args.preset, args.output_path, **options)
             return None
         from arner_jax.system import executables
         from arner_jax.train.cli import PREEMPTED_STATUS
@@ -246,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> SweepResult | None:
 
         cache = None if args.no_compilation_cache else args.compilation_cache or executables.default_cache_dir()
         try:
-            result = run_sweep(args.preset, args.output_path, compilation_cache=cache, **options)
+            with files.storage_errors(args.output_path):  # the sweep folder's own files (each run's are its own)
+                result = run_sweep(args.preset, args.output_path, compilation_cache=cache, **options)
         except Preempted as stop:
             print(f"preempted: {stop}; run the same command again to continue", file=sys.stderr)
             raise SystemExit(PREEMPTED_STATUS) from None

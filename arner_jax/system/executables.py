@@ -194,6 +194,7 @@ class ProgramStore:
         self._memo: dict[tuple, Callable] = {}
         self._environment: str | None = None
         self._pending: dict[str, concurrent.futures.Future] = {}  # entry name -> its loading
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._used: list[str] = []  # entry names in order of first use: the run's manifest
 
     def _environment_text(self) -> str:
@@ -239,13 +240,18 @@ class ProgramStore:
         names = [n for n in names if isinstance(n, str) and (self.folder / (n + SUFFIX)).is_file()]
         if not names:
             return 0
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arner_jax-programs")
+        pool = self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="arner_jax-programs")
         read = _read_and_warm if warm else (lambda path: (_read_entry(path), False))
         for n in names:
             self._pending[n] = pool.submit(read, self.folder / (n + SUFFIX))
         pool.shutdown(wait=False)
         self.prefetched = len(names)
         return len(names)
+
+    def close(self) -> None:
+        """Drop the loads not started yet (a run that ended or failed early does not wait for them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _note_use(self, entry: str) -> None:
         if entry in self._used:

@@ -132,9 +132,10 @@ def fetch_wojood(dest: str | Path, source: str = "sample") -> dict[str, Path]:
 def _metrics(metrics_or_run: dict | str | Path) -> dict:
     if isinstance(metrics_or_run, dict):
         return metrics_or_run
+    from arner_jax.data import files
     from arner_jax.runs.run_folder import METRICS
 
-    return json.loads((Path(metrics_or_run) / METRICS).read_text(encoding="utf-8"))
+    return json.loads(files.read_text(files.location(metrics_or_run) / METRICS))  # a local or gs:// run
 
 
 def training_curves(metrics_or_run: dict | str | Path):

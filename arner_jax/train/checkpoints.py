@@ -76,6 +76,10 @@ class RunCheckpoints:
                 out = self.latest.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(_abstract(template)), meta=ocp.args.JsonRestore()))
             except Exception as err:  # noqa: BLE001 - a damaged checkpoint fails in many ways; all mean "skip it"
+                if files.is_url(str(self.latest.directory)) and files.is_storage_failure(err):
+                    # unreachable storage is not a damaged checkpoint: starting over would lose the run
+                    raise files.StorageError(f"{self.latest.directory / str(step)}: cannot be read ({err}); "
+                                             "check access to the bucket and resume again") from None
                 log.warning("checkpoint %s cannot be read (%s: %s); trying the one before",
                             self.latest.directory / str(step), type(err).__name__, str(err).splitlines()[0][:200])
                 continue

@@ -67,6 +67,10 @@ def train_and_evaluate(config: RunConfig | None, output_path: str | Path, *, ove
         log.info("%s", host_memory.describe())
         # the last such run's compiled programs load (and run once) in the background during the set-up
         programs = open_program_store(config, inputs.corpora)
-        return Trainer(prepare(config, run_dir, inputs, resume=resume), programs=programs).fit(resume=resume)
+        try:
+            return Trainer(prepare(config, run_dir, inputs, resume=resume), programs=programs).fit(resume=resume)
+        finally:
+            if programs is not None:
+                programs.close()
     finally:
         runtime.close_logging()

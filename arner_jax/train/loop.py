@@ -116,7 +116,10 @@ def open_program_store(config, corpora: dict) -> ProgramStore | None:
     if store is None or jax.process_count() > 1:
         return None
     programs = ProgramStore(store, manifest_key=manifest_key(config, corpora))
-    programs.prefetch(warm=True)
+    # Warm (run once on zeros, beside the set-up) on one CPU device, where it was measured: on accelerators a
+    # second thread running programs could hold memory the run needs, and collectives of two threads on
+    # several devices could interleave.
+    programs.prefetch(warm=jax.default_backend() == "cpu" and jax.local_device_count() == 1)
     return programs
 
 

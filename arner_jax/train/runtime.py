@@ -72,6 +72,8 @@ class UploadedLog(logging.Handler):
     def close(self) -> None:
         try:
             self.flush()
+        except Exception as err:  # noqa: BLE001 - the run's own outcome (a Preempted stop, an error) must stand
+            print(f"warning: {self.url}: the last lines of the log were not uploaded ({err})", file=sys.stderr)
         finally:
             super().close()
 

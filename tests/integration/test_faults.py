@@ -100,7 +100,7 @@ URL = "gs://bucket/run"
     ("arner_jax.evaluate", ["--model_path", "s3://bucket/run", "--data_paths", "t.txt"], "only gs:// URLs"),
     ("arner_jax.predict", ["--model_path", "run", "--text", "x", "--output", "https://host/out"], "only gs:// URLs"),
     ("arner_jax.sweep.run", ["--preset", "um6p_table", "--output_path", "gs://Not_A_Bucket/s"],
-     "not a Cloud Storage path"),
+     "not a Cloud Storage folder"),
     ("arner_jax.sweep.report", ["s3://bucket/sweep"], "only gs:// URLs"),
 ])
 def test_a_url_that_cannot_be_used_is_one_line_and_creates_nothing(module, argv, message, tmp_path, capsys,

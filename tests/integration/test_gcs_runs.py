@@ -135,12 +135,14 @@ def _cli_error(argv, capsys) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize("case", ["missing_bucket", "forbidden", "not_gs", "bad_bucket_name", "not_empty"])
+@pytest.mark.parametrize("case", ["missing_bucket", "forbidden", "not_gs", "bad_bucket_name", "bucket_root",
+                                  "not_empty"])
 def test_bad_gs_output_paths_are_one_line_and_create_nothing(case, gcs_server, gcs_prefix, capsys):
     from arner_jax.data import files
 
     url = {"missing_bucket": "gs://no-such-bucket-at-all/run", "not_gs": "s3://bucket/run",
-           "bad_bucket_name": "gs://Bad_Bucket/run"}.get(case, f"{gcs_prefix}/run")
+           "bad_bucket_name": "gs://Bad_Bucket/run", "bucket_root": f"gs://{gcs_server.bucket}"}.get(
+               case, f"{gcs_prefix}/run")
     if case == "not_empty":
         files.atomic_write_text(f"{url}/notes.txt", "mine\n")
     argv = ["--output_path", url, *SMOKE, "--no_compilation_cache"]
@@ -148,7 +150,8 @@ def test_bad_gs_output_paths_are_one_line_and_create_nothing(case, gcs_server, g
         line = _cli_error(argv, capsys)
     assert {"missing_bucket": "the bucket gs://no-such-bucket-at-all does not exist",
             "forbidden": "permission denied (403)", "not_gs": "only gs:// URLs are supported",
-            "bad_bucket_name": "not a Cloud Storage path", "not_empty": "the folder is not empty"}[case] in line
+            "bad_bucket_name": "not a Cloud Storage folder", "bucket_root": "never the bucket itself",
+            "not_empty": "the folder is not empty"}[case] in line
     assert url in line
     if case == "not_empty":
         assert list(gcs_files(gcs_server, url)) == ["notes.txt"]
@@ -328,7 +331,7 @@ def test_overwrite_deletes_only_a_gs_run_folder_of_ours(gcs_server, gcs_prefix):
     from arner_jax.data import files
     from arner_jax.runs import run_folder
 
-    ours, theirs = f"{gcs_prefix}/ours", f"{gcs_prefix}/theirs"
+    ours, theirs = f"{gcs_prefix}/lr[1]", f"{gcs_prefix}/lr1"  # a name that is a glob pattern of the other's
     run_folder.create(ours, overwrite=False)
     files.atomic_write_text(f"{ours}/checkpoints/latest/3/state/x", "old")
     files.atomic_write_text(f"{theirs}/notes.txt", "mine")
@@ -340,6 +343,10 @@ def test_overwrite_deletes_only_a_gs_run_folder_of_ours(gcs_server, gcs_prefix):
     with pytest.raises(run_folder.RunFolderError, match="not deleted"):
         run_folder.create(theirs, overwrite=True)
     assert list(gcs_files(gcs_server, theirs)) == ["notes.txt"]
+    from arner_jax.data import files as storage
+
+    with pytest.raises(storage.StorageError, match="a bucket, not a folder in one"):
+        storage.remove_tree(f"gs://{gcs_server.bucket}")
 
 
 # ----------------------------------------------------------------------------- exports from and to gs://

@@ -25,7 +25,7 @@ from tests.conftest import REPO
     ({"train_path": "s3://bucket/train.txt", "val_path": "v", "test_path": "t"},
      "--train_path s3://bucket/train.txt: only gs:// URLs are supported"),
     ({"train_path": "gs://b/train.txt", "val_path": "v", "test_path": "t"},
-     "gs://b/train.txt: not a Cloud Storage path"),
+     "gs://b/train.txt: not a Cloud Storage folder"),
     ({"bert_model": "https://example.org/bert"}, "--bert_model https://example.org/bert: a URL"),
 ])
 def test_bad_values_name_their_flag(changes, message):

@@ -33,11 +33,13 @@ def test_a_url_write_is_one_upload_and_reads_back(gcs_server, gcs_prefix):
 
 @pytest.mark.parametrize("where,message", [
     ("missing_object", "no such file; check the path"),
+    ("missing_object_named_bucket", "no such file; check the path"),  # chosen by the error, not the path's words
     ("missing_bucket", "the bucket gs://no-such-bucket-here does not exist"),
     ("forbidden", "permission denied (403)"),
 ])
 def test_url_failures_are_one_line_naming_the_url(where, message, gcs_server, gcs_prefix):
     url = {"missing_object": f"{gcs_prefix}/nothing.txt", "missing_bucket": "gs://no-such-bucket-here/x.txt",
+           "missing_object_named_bucket": f"{gcs_prefix}/bucket-credentials-401/nothing.txt",
            "forbidden": f"{gcs_prefix}/secret.txt"}[where]
     if where == "forbidden":
         files.atomic_write_text(url, "O\n")

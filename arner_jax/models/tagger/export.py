@@ -154,6 +154,8 @@ def import_token_classifier(hf_model: str | Path, output_path: str | Path) -> Pa
     from arner_jax.config import RunConfig
     from arner_jax.encoders import resolve_model_dir
 
+    if files.is_url(str(output_path)):  # the command line refuses it too (arner_jax.errors.local_path)
+        raise UserError(f"{output_path}: an imported run folder is written locally; give a local --output_path")
     out = Path(output_path)
     run_folder.check_output(out, overwrite=False, resume=False)
     folder = resolve_model_dir(hf_model)

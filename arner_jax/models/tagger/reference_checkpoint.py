@@ -133,7 +133,9 @@ def export_reference_checkpoint(model_path: str | Path, output_path: str | Path,
     if out.suffix not in (".safetensors", ".pt"):
         raise UserError(f"{out}: name the file .safetensors or .pt (the reference's checkpoint_N.pt layout)")
     files.check_reachable(out)
-    if files.is_file(out) and not overwrite:
+    with files.storage_errors(out):
+        exists = out.exists()
+    if exists and not overwrite:
         raise UserError(f"{out}: exists; pass --overwrite to replace it, or name another file")
     run = load_run(model_path)
     if not isinstance(run.labels, ReferenceVocab):
