@@ -43,15 +43,20 @@ def spawn(args: list[str], log: Path, preset: str = "wojood_nested") -> subproce
                                 cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
 
 
-def kill_when(proc: subprocess.Popen, reached: Callable[[], bool], log: Path, poll: float = 0.002,
-              timeout: float = 900) -> None:
-    """SIGKILL `proc` (no cleanup, no final save) as soon as `reached()` holds; it must still be running then."""
+def signal_when(proc: subprocess.Popen, reached: Callable[[], bool], log: Path, sig: int, poll: float = 0.002,
+                timeout: float = 900) -> None:
+    """Send `sig` to `proc` as soon as `reached()` holds; it must still be running then."""
     deadline = time.time() + timeout
     while not reached():
-        assert proc.poll() is None, "the run ended before the kill point: " + log.read_text()[-3000:]
+        assert proc.poll() is None, "the run ended before the point: " + log.read_text()[-3000:]
         assert time.time() < deadline
         time.sleep(poll)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
+
+
+def kill_when(proc: subprocess.Popen, reached: Callable[[], bool], log: Path, poll: float = 0.002) -> None:
+    """SIGKILL `proc` (no cleanup, no final save) as soon as `reached()` holds, and wait for it."""
+    signal_when(proc, reached, log, signal.SIGKILL, poll)
     assert proc.wait() == -signal.SIGKILL
 
 

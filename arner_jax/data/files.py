@@ -87,7 +87,8 @@ def _storage_error(url: str, err: BaseException) -> StorageError:
         return StorageError(f"{url}: no Google Cloud credentials ({text[:160]}); {CREDENTIALS_HINT}")
     if isinstance(err, FileNotFoundError):
         if is_url(url) and not _bucket_exists(url):
-            return StorageError(f"{url}: the bucket gs://{bucket} does not exist; check the name (gsutil ls)")
+            return StorageError(f"{url}: the bucket gs://{bucket} does not exist; check the name (gsutil ls), or "
+                                f"create it (gsutil mb gs://{bucket})")
         return StorageError(f"{url}: no such file; check the path")
     if isinstance(err, PermissionError) or code == 403 or (isinstance(err, OSError) and text.startswith("Forbidden")):
         who = (f" (no credentials were used: {CREDENTIALS_HINT})" if "anonymous caller" in text.lower() else "")
@@ -140,14 +141,8 @@ def check_reachable(path: str | Path) -> None:
     if not is_url(url):
         return
     fs, inner = _filesystem(url)
-    bucket = inner.split("/")[0]
-    try:
-        fs.ls(bucket, refresh=True)  # objects.list, which a writer needs anyway (buckets.get may be denied)
-    except FileNotFoundError:
-        raise StorageError(f"{url}: the bucket gs://{bucket} does not exist; check the name (gsutil ls), or "
-                           f"create it (gsutil mb gs://{bucket})") from None
-    except Exception as err:  # noqa: BLE001 - as in storage_errors
-        raise _storage_error(url, err) from None
+    with storage_errors(url):
+        fs.ls(inner.split("/")[0], refresh=True)  # objects.list, which a writer needs anyway (buckets.get may not)
 
 
 def read_bytes(path: str | Path) -> bytes:
@@ -156,10 +151,8 @@ def read_bytes(path: str | Path) -> bytes:
         return Path(path).read_bytes()
     url = str(path)
     fs, inner = _filesystem(url)
-    try:
+    with storage_errors(url):
         return fs.cat_file(inner)  # one request (a "folder" is no object: no such file)
-    except Exception as err:  # noqa: BLE001 - gcsfs and google-auth raise many types: all become one line
-        raise _storage_error(url, err) from None
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -172,10 +165,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     if is_url(str(path)):
         url = str(path)
         fs, inner = _filesystem(url)
-        try:
+        with storage_errors(url):
             fs.pipe_file(inner, data)
-        except Exception as err:  # noqa: BLE001 - as in read_bytes
-            raise _storage_error(url, err) from None
         return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -19,7 +19,7 @@ import pytest
 
 from arner_jax.data.synthetic import write_synthetic_corpus
 from tests.conftest import REPO, train_run
-from tests.runs import kill_when, results, small, spawn
+from tests.runs import kill_when, results, signal_when, small, spawn
 
 
 def cli_exit(argv: list[str], capsys, preset: str = "wojood_nested") -> tuple[int, str]:
@@ -403,10 +403,9 @@ def test_sigterm_saves_stops_and_resumes_to_the_uninterrupted_metrics(files, tin
     reference = train_run(tmp_path / "reference", "wojood_nested", *flags)
     run = tmp_path / "run"
     proc = spawn([*flags, "--output_path", str(run)], tmp_path / "log.txt")
-    while not complete(run / "checkpoints" / "latest"):  # step 5 of epoch 1's 22 saved: SIGTERM mid-epoch
-        assert proc.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
+    # step 5 of epoch 1's 22 saved: SIGTERM mid-epoch
+    signal_when(proc, lambda: bool(complete(run / "checkpoints" / "latest")), tmp_path / "log.txt", signal.SIGTERM,
+                poll=0.01)
     assert proc.wait(timeout=300) == 143
     log = (tmp_path / "log.txt").read_text()
     assert "preempted: stopped by SIGTERM at step" in log and "--resume" in log

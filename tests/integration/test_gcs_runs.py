@@ -271,10 +271,9 @@ def test_a_gs_run_killed_at_any_point_resumes_to_the_uninterrupted_metrics(point
 def test_sigterm_saves_a_gs_run_which_resumes_to_the_uninterrupted_metrics(gcs_server, tmp_path, tiny_bert,
                                                                            compilation_cache):
     import signal
-    import time
 
     from arner_jax.data.synthetic import write_synthetic_corpus
-    from tests.runs import results, small, spawn
+    from tests.runs import results, signal_when, small, spawn
 
     data = write_synthetic_corpus(tmp_path / "data", seed=8, sizes={"train": 160, "val": 24, "test": 24})
     flags = small(data, tiny_bert, "--max_epochs", "2", "--checkpoint_every", "5", "--compilation_cache",
@@ -282,10 +281,8 @@ def test_sigterm_saves_a_gs_run_which_resumes_to_the_uninterrupted_metrics(gcs_s
     reference = train_run(tmp_path / "reference", "wojood_nested", *flags)
     run = gcs_server.new_prefix("sigterm") + "/run"
     proc = spawn([*flags, "--output_path", run], tmp_path / "log.txt")
-    while not _gcs_complete(f"{run}/checkpoints/latest"):
-        assert proc.poll() is None, (tmp_path / "log.txt").read_text()[-3000:]
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
+    signal_when(proc, lambda: bool(_gcs_complete(f"{run}/checkpoints/latest")), tmp_path / "log.txt",
+                signal.SIGTERM, poll=0.02)
     assert proc.wait(timeout=300) == 143
     log = (tmp_path / "log.txt").read_text()
     assert "preempted: stopped by SIGTERM at step" in log and "--resume" in log
