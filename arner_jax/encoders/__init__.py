@@ -5,6 +5,7 @@ from arner_jax.encoders.model import (
     ATTENTION_IMPLEMENTATIONS,
     REMAT_POLICIES,
     Encoder,
+    KeyedMask,
     stack_layer_params,
     unstack_layer_params,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "CheckpointError",
     "Encoder",
     "EncoderConfig",
+    "KeyedMask",
     "PretrainedEncoder",
     "REMAT_POLICIES",
     "WEIGHT_TABLE",

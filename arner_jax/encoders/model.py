@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -155,6 +156,24 @@ def resolve_attention(attention: str, config: EncoderConfig, dtype: Any, mask_nd
     return "einsum" if backend == "cpu" else "xla"
 
 
+@flax.struct.dataclass
+class KeyedMask:
+    """Attention restricted to a few keys per row (SpanMarker's pattern, computed without the masked part).
+
+    Each query attends to the row's keys `keys` `[B, K]` (row positions; entries that do not
+    count are masked by `bias`), then to itself and to its partner `partner` `[B, T]` (a row
+    position; any position where there is none, masked by `bias`): scores `[B, T, K + 2]`, the
+    last two columns being itself and its partner. `bias` `[B, T, K + 2]` is additive, float32's
+    most negative value where a key does not count (as attention_bias). The numbers are those of
+    a full `[B, T, T]` 0/1 mask allowing exactly these keys, at a cost of T x (K + 2) scores
+    instead of T x T.
+    """
+
+    keys: jax.Array
+    partner: jax.Array
+    bias: jax.Array
+
+
 def attention_mask_inputs(attention_mask: jax.Array | None, implementation: str) -> dict[str, jax.Array]:
     """The mask in the form an implementation takes it (keyword arguments of the attention call).
 
@@ -165,6 +184,8 @@ def attention_mask_inputs(attention_mask: jax.Array | None, implementation: str)
     """
     if attention_mask is None:
         return {}
+    if isinstance(attention_mask, KeyedMask):
+        return {"keyed": attention_mask}
     if implementation != "cudnn":
         return {"bias": attention_bias(attention_mask)}
     if attention_mask.ndim == 2:
@@ -186,7 +207,9 @@ class SelfAttention(nn.Module):
         )
         q, k, v = (dense(n)(x).reshape(B, T, cfg.num_attention_heads, cfg.head_dim)
                    for n in ("query", "key", "value"))  # [B, T, N, D]
-        if self.implementation == "einsum":
+        if "keyed" in mask_inputs:
+            context = self._keyed_attention(q, k, v, mask_inputs["keyed"], deterministic)
+        elif self.implementation == "einsum":
             context = self._einsum_attention(q, k, v, mask_inputs.get("bias"), deterministic)
         else:
             context = jax.nn.dot_product_attention(q, k, v, **mask_inputs, implementation=self.implementation)
@@ -206,6 +229,26 @@ class SelfAttention(nn.Module):
         probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
         probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
         return jnp.einsum("bnqk,bnkd->bnqd", probs, v).transpose(0, 2, 1, 3)
+
+
+    def _keyed_attention(self, q, k, v, keyed: KeyedMask, deterministic: bool):
+        """softmax over [the row's keys, itself, its partner] (see KeyedMask), BERT's dropout on the probabilities."""
+        cfg = self.config
+        take = lambda x, at: jnp.take_along_axis(x, at[:, :, None, None], axis=1)  # noqa: E731  [B, n, N, D]
+        partner = jnp.clip(keyed.partner, 0, q.shape[1] - 1)
+        k_keys, v_keys = take(k, keyed.keys), take(v, keyed.keys)  # [B, K, N, D]
+        k_partner, v_partner = take(k, partner), take(v, partner)  # [B, T, N, D]
+        heads_first = lambda t: t.transpose(0, 2, 1, 3)  # noqa: E731  [B, N, ., D]
+        scale = jnp.sqrt(cfg.head_dim).astype(self.dtype)
+        scores = jnp.einsum("bnqd,bnkd->bnqk", heads_first(q), heads_first(k_keys))  # [B, N, T, K]
+        own = jnp.stack([(q * k).sum(-1), (q * k_partner).sum(-1)], axis=-1).transpose(0, 2, 1, 3)  # [B, N, T, 2]
+        scores = (jnp.concatenate([scores, own], axis=-1) / scale).astype(jnp.float32) + keyed.bias[:, None]
+        probs = jax.nn.softmax(scores, axis=-1).astype(self.dtype)
+        probs = nn.Dropout(cfg.attention_probs_dropout_prob)(probs, deterministic=deterministic)
+        n = k_keys.shape[1]
+        context = jnp.einsum("bnqk,bnkd->bnqd", probs[..., :n], heads_first(v_keys)).transpose(0, 2, 1, 3)
+        p_self, p_partner = (probs[..., i].transpose(0, 2, 1)[..., None] for i in (n, n + 1))  # [B, T, N, 1]
+        return context + p_self * v + p_partner * v_partner
 
 
 class Layer(nn.Module):
@@ -248,7 +291,8 @@ class Encoder(nn.Module):
     Args of `__call__`:
       input_ids: `[B, T]` int.
       attention_mask: `[B, T]` (padding) or `[B, T, T]` (query x key, e.g. SpanMarker) of 0/1;
-        None attends everywhere (the Wojood reference's behaviour).
+        None attends everywhere (the Wojood reference's behaviour); or a KeyedMask (a few keys per
+        row, computed without the rest: SpanMarker's rows).
       token_type_ids: `[B, T]`, zeros when None.
       position_ids: `[B, T]`; when None, 0..T-1 for BERT and pad-aware numbering for RoBERTa.
       deterministic: False enables dropout (needs a 'dropout' rng).
@@ -273,11 +317,13 @@ class Encoder(nn.Module):
                 position_ids = jnp.broadcast_to(jnp.arange(T, dtype=jnp.int32), (B, T))
         if self.remat not in REMAT_POLICIES:
             raise ValueError(f"remat must be one of {sorted(REMAT_POLICIES)}, got {self.remat!r}")
-        if attention_mask is not None and attention_mask.ndim not in (2, 3):
+        keyed = isinstance(attention_mask, KeyedMask)
+        if attention_mask is not None and not keyed and attention_mask.ndim not in (2, 3):
             raise ValueError(f"attention_mask must be [B, T] or [B, T, T], got shape {attention_mask.shape}")
         x = Embeddings(cfg, self.dtype, name="embeddings")(input_ids, token_type_ids, position_ids, deterministic)
-        implementation = resolve_attention(self.attention, cfg, self.dtype,
-                                           None if attention_mask is None else attention_mask.ndim, deterministic)
+        # a KeyedMask has one implementation of its own (SelfAttention._keyed_attention, einsum-like, with dropout)
+        implementation = "einsum" if keyed else resolve_attention(
+            self.attention, cfg, self.dtype, None if attention_mask is None else attention_mask.ndim, deterministic)
         layer = Layer
         if self.remat != "none":
             # prevent_cse=False: inside a scan the loop already keeps XLA from merging the
