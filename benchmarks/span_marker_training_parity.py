@@ -214,18 +214,21 @@ def replay(folder: str | Path) -> dict:
     # 2. the steps: the recorded rows through our trainer's batch code and train step
     state = trainer.parallel.put_state(trainer.template)
     worst_loss = worst_lr = 0.0
-    losses = []
+    losses, computed = [], []
     for step in traj["steps"]:
         indices = [index[recorded[r]] for r in step["rows"]]
-        length = trainer.buckets[-1]  # one length for all (padding changes no number): one compilation
-        batch = trainer._batch(length, indices)
+        length = trainer.buckets[-1]  # the longest (padding changes no number)
+        batch = trainer._batch(length, indices)  # the trainer's own layout: the step's rows packed
+        computed.append((int(np.asarray(batch["input_ids"]).size), len(batch["input_ids"]) < len(indices)))
         state, metrics = trainer.parallel.train_step(state, batch, trainer.dropout_key)
         loss, lr = float(metrics["loss"]), float(metrics["lr"])
         losses.append(loss)
         worst_loss = max(worst_loss, abs(loss - step["loss"]) / abs(step["loss"]))
         worst_lr = max(worst_lr, abs(lr - step["lr"]) / max(step["lr"], 1e-30) if step["lr"] else abs(lr))
     figures.update(loss_rel=worst_loss, lr_rel=worst_lr, first_loss=losses[0], last_loss=losses[-1],
-                   package_last_loss=traj["steps"][-1]["loss"])
+                   package_last_loss=traj["steps"][-1]["loss"], tokens_computed=sum(n for n, _ in computed),
+                   packed_steps=sum(packed for _, packed in computed),
+                   package_tokens_computed=sum(len(step["rows"]) for step in traj["steps"]) * split.row_tokens)
 
     # 3. the final weights
     final = trainer.parallel.get_state(state).params

@@ -159,7 +159,7 @@ def span_run(tmp_path_factory, tiny_bert, compilation_cache):
         corpus = write_synthetic_corpus(folder / "corpus", seed=4, sizes={"train": 240, "val": 40, "test": 40})
         train_run(folder / "run", "wojood_span_nested", "--train_path", str(corpus["train"]), "--val_path",
                   str(corpus["val"]), "--test_path", str(corpus["test"]), "--bert_model", str(tiny_bert),
-                  "--max_length", "62", "--marker_max_length", "32", "--max_epochs", "4", "--batch_size", "8",
+                  "--max_length", "62", "--marker_max_length", "32", "--max_epochs", "6", "--batch_size", "8",
                   "--lr", "4e-3", cache=compilation_cache)
 
     folder = made_once(tmp_path_factory, "span", make)

@@ -182,7 +182,7 @@ def span_runs(configs):
     data = span_batches(3)
     b0 = data[0]
     params = jax.device_get(model.init(jax.random.PRNGKey(0), b0["input_ids"], b0["segment"], b0["text_index"],
-                                       b0["starts"], b0["ends"], b0["num_spans"])["params"])
+                                       b0["starts"], b0["ends"], b0["num_spans"], b0["text_keys"])["params"])
     bodies = StepBodies(SpanObjective(model.apply, with_logits=True))
     runs = {}
     for wrapper, n in configs:

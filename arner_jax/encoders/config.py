@@ -102,6 +102,9 @@ class EncoderConfig:
             raise CheckpointError(f"{path}: no config.json; a Hugging Face model folder needs one.") from None
         except json.JSONDecodeError as err:
             raise CheckpointError(f"{path}: not valid JSON (line {err.lineno}): {err.msg}.") from None
+        if raw.get("model_type") == "span-marker" and isinstance(raw.get("encoder"), dict):
+            # a span_marker folder (its save_pretrained) keeps its encoder's config.json under "encoder"
+            return cls.from_dict(raw["encoder"], source=f"{path} [encoder]")
         return cls.from_dict(raw, source=str(path))
 
     def replace(self, **changes) -> EncoderConfig:

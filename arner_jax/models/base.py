@@ -121,6 +121,22 @@ class Objective(Protocol):
     def predict(self, outputs: Any) -> dict: ...
 
 
+@dataclasses.dataclass(frozen=True)
+class BatchShare:
+    """How a training batch is spread: over `processes` processes, each feeding the rows `local` of
+    the plan's `rows`-row batches, and within a process over its devices and micro-batches, so that
+    a process's rows must come in multiples of `quantum` (its devices x gradient accumulation)."""
+
+    local: slice
+    rows: int  # every process's rows in a batch of the plan: update rows / processes
+    processes: int = 1
+    quantum: int = 1
+
+    @property
+    def process(self) -> int:
+        return self.local.start // self.rows if self.rows else 0
+
+
 class EncodedSplit(abc.ABC):
     """Sentences made ready for one family's model: items (encoder rows) of known token length.
 
@@ -145,6 +161,13 @@ class EncodedSplit(abc.ABC):
         """This process's rows `group[local]` of the batch `group` (a split whose batches depend on the
         whole group, e.g. padded to its longest row, overrides this)."""
         return self.collate(list(group)[local], rows, length)
+
+    def train_batch(self, group: Sequence[int], length: int, share: BatchShare) -> dict[str, np.ndarray]:
+        """This process's part of the training batch `group` (a step of `train_plan`). By default its rows
+        `group[share.local]` padded to `share.rows` rows of `length` tokens (`collate_group`); a split may lay
+        the group out in other rows (fewer, a multiple of share.quantum, as many in every process) as long as
+        the step's loss and gradient stay those of the group's items."""
+        return self.collate_group(group, share.local, share.rows, length)
 
     # ------------------------------------------------------------------ batching
     def train_buckets(self, rows: int, max_length: int) -> tuple[int, ...]:
@@ -286,6 +309,12 @@ class ModelFamily(abc.ABC):
     def with_pretrained_encoder(self, params: dict, encoder_params: dict, encoder: Any) -> dict:
         """Initial parameters with a pretrained encoder's weights in place."""
         return {**params, "encoder": encoder_params}
+
+    def with_pretrained_heads(self, params: dict, model_dir: Any, labels: Any) -> tuple[dict, str]:
+        """Initial parameters with the heads of the pretrained folder `model_dir` where it holds this family's
+        heads for these labels (a model of this family to train further), and a line for the log saying what
+        was taken ("" when nothing: the heads stay the run's own)."""
+        return params, ""
 
     # ------------------------------------------------------------------ data
     @abc.abstractmethod

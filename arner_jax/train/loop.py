@@ -21,10 +21,12 @@ import math
 import time
 
 import jax
+import numpy as np
 from flax.training.train_state import TrainState
 
 from arner_jax.data.files import atomic_write_json, atomic_write_text
 from arner_jax.models import inference
+from arner_jax.models.base import BatchShare
 from arner_jax.models.parallel import StepBodies, make_parallel
 from arner_jax.runs import run_folder
 from arner_jax.scoring.metrics import format_predictions
@@ -146,6 +148,8 @@ class Trainer:
         self.parallel.check_batch_size(cfg.batch_size)
         self.parallel.check_batch_size(cfg.eval_batch, "--eval_batch_size")
         self.rows = self.parallel.local_rows(self.update_rows)
+        self.share = BatchShare(self.rows, self.rows.stop - self.rows.start, self.parallel.num_processes,
+                                len(self.parallel.devices) * cfg.grad_accum)
         store = program_store_folder()
         if programs is not None:
             self.programs = programs.bind(program_context(run, self.total_updates))
@@ -167,7 +171,7 @@ class Trainer:
         return self.train_split.train_plan(self.update_rows, self.cfg.seed, epoch, self.run.max_length)
 
     def _batch(self, length: int, indices) -> dict:
-        return self.train_split.collate_group(indices, self.rows, self.rows.stop - self.rows.start, length)
+        return self.train_split.train_batch(indices, length, self.share)
 
     def _evaluate(self, params, split: str) -> inference.SplitResult:
         r = self.run
@@ -191,7 +195,7 @@ class Trainer:
         cfg, epoch = self.cfg, loop.epoch
         plan = self._plan(epoch)
         progress = Progress(len(plan), loop.batch, f"epoch {epoch + 1}/{cfg.max_epochs}", enabled=is_primary())
-        pending, tokens, t0 = None, 0, time.perf_counter()
+        pending, tokens, computed, t0 = None, 0, 0, time.perf_counter()
 
         def consume(item):
             step, batch_no, metrics = item
@@ -210,6 +214,7 @@ class Trainer:
             length, indices = plan[b]
             batch = self._batch(length, indices)
             tokens += self.train_split.tokens(batch) * jax.process_count()
+            computed += int(np.asarray(batch["input_ids"]).size) * jax.process_count()  # real and padding
             state, metrics = self.parallel.train_step(state, batch, self.dropout_key)
             if pending is not None:  # read the previous step's loss: the device stays one step ahead
                 consume(pending)
@@ -228,7 +233,7 @@ class Trainer:
         if pending is not None:
             consume(pending)
         progress.close()
-        return state, tokens / max(time.perf_counter() - t0, 1e-9)
+        return state, tokens / max(time.perf_counter() - t0, 1e-9), {"tokens": tokens, "computed_tokens": computed}
 
     # ------------------------------------------------------------------ the run
     def fit(self, resume: bool = False) -> dict:
@@ -273,7 +278,7 @@ class Trainer:
         loaded_before = self.programs.loaded if self.programs is not None else 0
         with CompileCounter() as compiles:
             t0 = time.perf_counter()
-            state, tok_s = self._train_epoch(state, loop, ckpt)
+            state, tok_s, counts = self._train_epoch(state, loop, ckpt)
             t1 = time.perf_counter()
             val = self._evaluate(state.params, "val")
             t2 = time.perf_counter()
@@ -285,7 +290,7 @@ class Trainer:
                              "val_f1": val.metrics["f1"], "improved": improved})
         loaded = (self.programs.loaded if self.programs is not None else 0) - loaded_before
         loop.timing.append({"epoch": epoch + 1, "train_seconds": t1 - t0, "eval_seconds": t2 - t1,
-                            "tokens_per_second": tok_s, "compilations": compiles.count,
+                            "tokens_per_second": tok_s, **counts, "compilations": compiles.count,
                             "compilation_cache_hits": compiles.cache_hits, "programs_loaded": loaded})
         log.info("epoch %d: train loss %.5f, val loss %.5f, val F1 %.4f (P %.4f R %.4f)%s; %.1f s train, "
                  "%.1f s eval, %d compilations (%d loaded from the cache), %d compiled programs loaded", epoch + 1,

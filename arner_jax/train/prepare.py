@@ -166,6 +166,9 @@ def prepare(config: RunConfig, run_dir: Path, inputs: Inputs, resume: bool) -> P
     params = init_params(family, model, labels, config.seed)
     if inputs.pretrained is not None:
         params = family.with_pretrained_encoder(params, inputs.pretrained.params, encoder)
+        params, taken = family.with_pretrained_heads(params, inputs.pretrained.model_dir, labels)
+        if taken:
+            log.info("%s", taken)
     data = _data_files(config, run_dir, inputs)
     if not resume and is_primary():
         run_folder.write_run(run_dir, config, family, labels, encoder, tokenizer, data)

@@ -27,6 +27,8 @@ def test_second_epoch_compiles_nothing_new_and_run_folder(nested_run):
     # the counter sees compilations at all: no other run of the session has these settings' programs
     assert epochs[0]["compilations"] > 0 and epochs[0]["programs_loaded"] == 0
     assert all(e["compilations"] == 0 and e["compilation_cache_hits"] == 0 for e in epochs[1:])
+    # tokens trained on, and computed with the padding: the same every epoch (the same windows, reshuffled)
+    assert all(0 < e["tokens"] < e["computed_tokens"] == epochs[0]["computed_tokens"] for e in epochs)
     names = {p.name for p in out.iterdir()}
     assert {".arner_jax_run", "config.json", "vocab.json", "tokenizer", "checkpoints", "metrics.json", "train.log",
             "tensorboard", "predictions_val.txt", "predictions_test.txt", "data"} <= names

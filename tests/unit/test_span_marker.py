@@ -79,14 +79,24 @@ def test_attention_pattern_and_positions():
                 want_pos[b, s], want_pos[b, e] = first + 2, last + 2
                 attends[b][s] = attends[b][e] = text | {s, e}  # a marker: its text, itself, its partner
             num_spans[b] += k
-    got_ids, got_pos, got_mask = (np.asarray(x) for x in row_layout(ids, segment, text_index, starts, ends,
-                                                                      num_spans, START, END))
-    np.testing.assert_array_equal(got_ids, want_ids)
-    np.testing.assert_array_equal(got_pos, want_pos)  # padding: 1
+    # the rows' text tokens as keys, in an order of their own (any order gives the same attention), -1 past them
+    text_keys = np.full((2, 10), -1, np.int32)
+    for b, row in enumerate(texts):
+        found = [at + i for at, tokens, _ in row for i in range(len(tokens))][::-1]
+        text_keys[b, :len(found)] = found
+    got_ids, got_pos, keyed = row_layout(ids, segment, text_index, starts, ends, num_spans, text_keys, START, END)
+    np.testing.assert_array_equal(np.asarray(got_ids), want_ids)
+    np.testing.assert_array_equal(np.asarray(got_pos), want_pos)  # padding: 1
+    # The keyed pattern as a dense count: how many of a query's allowed score columns point at each key
+    # (one column per allowed key: a text token must not count its own position twice).
+    keys, partner, allowed = (np.asarray(keyed.keys), np.asarray(keyed.partner), np.asarray(keyed.bias) == 0)
     for b in range(2):
         for q in range(L):
-            for key in range(L):
-                assert got_mask[b, q, key] == (key in attends[b][q]), (b, q, key)
+            count = np.zeros(L, int)
+            columns = list(keys[b]) + [q, partner[b, q]]
+            for column, key in enumerate(columns):
+                count[key] += allowed[b, q, column]
+            assert set(np.flatnonzero(count)) == attends[b][q] and count.max(initial=1) == 1, (b, q, count)
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +195,86 @@ def test_an_epoch_scores_every_span_once_in_few_shapes(sample_split):
         np.testing.assert_array_equal(out["last"], np.concatenate(last))
         np.testing.assert_array_equal(out["label"], np.concatenate([p.labels for p in mine]))
     assert sum(len(s) for s, _ in got) == sum(len(p.spans) for p in split.pieces)
+
+
+def _spans_of(batch) -> list[tuple]:
+    """Every real span slot of a batch as (its text's token ids, its first and last subword, its label)."""
+    out = []
+    for r in range(len(batch["input_ids"])):
+        for k in range(int(batch["num_spans"][r])):
+            at = batch["starts"][r, k]
+            keys = batch["text_keys"][r][batch["text_keys"][r] >= 0]  # the row's text tokens
+            text = batch["input_ids"][r][keys[batch["segment"][r][keys] == batch["segment"][r, at]]]
+            out.append((tuple(text.tolist()), int(batch["text_index"][r, at]),
+                        int(batch["text_index"][r, batch["ends"][r, k]]), int(batch["labels"][r, k])))
+    return sorted(out)
+
+
+def test_packed_training_steps_are_the_steps_of_their_rows(tiny_model, sample_split):
+    """The trainer's batches of a step (SpanSplit.train_batch) lay its rows into fewer rows: every span of the
+    step once, with its text, markers and label; the step's loss and gradient those of the rows as they are;
+    split over two processes, the two parts together are the step (as many rows each)."""
+    import jax
+
+    from arner_jax.models.base import BatchShare
+    from arner_jax.models.span_marker.model import SpanObjective
+
+    split = sample_split
+    params = tiny_model.parallel.get_state(tiny_model.params)
+    objective = SpanObjective(tiny_model.module.apply)
+
+    @jax.jit
+    def statistics(p, batch):
+        return objective.statistics(p, batch, None, True)[0]
+
+    def loss_and_grad(batch):
+        return jax.value_and_grad(lambda p: objective.loss(statistics(p, batch))[0])(params)
+
+    device = lambda batch: {k: batch[k] for k in objective.batch_keys}  # noqa: E731
+    packed_steps = 0
+    for length, group in split.train_plan(8, 3407, 0, 48)[:10]:
+        rows = split.collate(group, 8, length)
+        packed = split.train_batch(group, length, BatchShare(slice(0, 8), 8))
+        halves = [split.train_batch(group, length, BatchShare(slice(4 * p, 4 * p + 4), 4, processes=2))
+                  for p in (0, 1)]
+        packed_steps += len(packed["input_ids"]) < len(group)
+        assert packed["input_ids"].size <= rows["input_ids"].size  # packed only where it computes less
+        assert _spans_of(packed) == _spans_of(rows) == sorted(_spans_of(halves[0]) + _spans_of(halves[1]))
+        assert len(halves[0]["input_ids"]) == len(halves[1]["input_ids"])
+        (want, want_grad), (got, got_grad) = (loss_and_grad(device(b)) for b in (rows, packed))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+        for a, b in zip(jax.tree.leaves(got_grad), jax.tree.leaves(want_grad)):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+        parts = [statistics(params, device(b)) for b in halves]
+        whole = statistics(params, device(rows))
+        np.testing.assert_allclose(parts[0]["nll"] + parts[1]["nll"], whole["nll"], rtol=1e-5)
+        assert parts[0]["n"] + parts[1]["n"] == whole["n"]
+    assert packed_steps >= 3
+
+
+def test_a_span_marker_folder_starts_a_training_where_it_stands(tiny_model):
+    """--bert_model on a span_marker folder: its encoder (config under "encoder", weights under "encoder.",
+    marker embeddings included) and, when its labels are the run's, its classifier."""
+    import jax
+
+    from arner_jax.encoders import load_pretrained_encoder
+    from arner_jax.models.base import family_for
+    from arner_jax.models.span_marker.checkpoint import read_span_marker
+
+    folder = shared_path(*FIXTURE, "model")
+    loaded, encoder = read_span_marker(folder), load_pretrained_encoder(folder)
+    assert encoder.config == loaded.encoder
+    for a, b in zip(jax.tree.leaves(encoder.params), jax.tree.leaves(loaded.params["encoder"])):
+        np.testing.assert_array_equal(a, b)
+    family = family_for("span_flat")
+    mine = {"encoder": encoder.params, "classifier": jax.tree.map(np.zeros_like, loaded.params["classifier"])}
+    got, said = family.with_pretrained_heads(mine, folder, loaded.span.labels)
+    np.testing.assert_array_equal(got["classifier"]["kernel"], loaded.params["classifier"]["kernel"])
+    assert "trained further" in said
+    other = ["O", "XYZ"]
+    got, said = family.with_pretrained_heads(mine, folder, other)
+    assert got is mine and "starts new" in said
+    assert family_for("nested").with_pretrained_heads(mine, folder, other) == (mine, "")  # taggers: no heads
 
 
 def test_long_texts_are_windowed_and_every_span_scored_once(tiny_model):

@@ -21,6 +21,7 @@ import numpy as np
 from arner_jax.data.batching import bucket_of, fit_buckets
 from arner_jax.encoders import EncoderConfig
 from arner_jax.models.base import (
+    BatchShare,
     EncodedSplit,
     Entity,
     ModelFamily,
@@ -34,6 +35,9 @@ from arner_jax.models.span_marker.options import SpanOptions
 
 log = logging.getLogger("arner_jax")
 NESTED_KIND = "span_nested"
+# the text key lengths of training batches (SpanSplit._train_shapes), each a compiled shape per row count:
+# on the sample 2 gave 12 shapes in 3 epochs, 3 gave 17 (and a few percent fewer attention scores)
+KEY_BUCKETS = 3
 
 
 def span_labels(corpora: Sequence, nested: bool) -> list[str]:
@@ -59,7 +63,9 @@ class SpanSplit(EncodedSplit):
         self.tokenized = tokenized or []  # per text (character offsets of string inputs)
         self.pieces, self.span, self.pad_id = pieces, span, pad_id
         self.nested, self.threshold = nested, threshold
-        self.rows = S.package_rows(pieces, self.max_item_length(max_tokens))
+        self.max_tokens = max_tokens  # a piece's tokens at most: a row's text
+        self.row_tokens = self.max_item_length(max_tokens)  # a row's tokens at most
+        self.rows = S.package_rows(pieces, self.row_tokens)
         self.gold_entities, self.too_long = gold_entities, too_long
         self.seed = seed  # the run's: the first epoch's batches choose the training lengths (`train_buckets`)
 
@@ -74,7 +80,9 @@ class SpanSplit(EncodedSplit):
         return length // 2
 
     def collate(self, indices, rows: int, length: int) -> dict[str, np.ndarray]:
-        return S.collate_rows(self.pieces, self.rows, indices, rows, length, self.slots(length), self.pad_id)
+        """Rows `indices` as they are (one text each), with room for as many text keys as a text can have."""
+        return S.collate_rows(self.pieces, self.rows, indices, rows, length, self.slots(length), self.pad_id,
+                              min(length, self.max_tokens))
 
     # ------------------------------------------------------------------ training: span_marker's steps
     def _batches(self, rows: int, seed: int, epoch: int) -> list[list[int]]:
@@ -102,6 +110,61 @@ class SpanSplit(EncodedSplit):
         buckets, lengths = self._train_lengths(rows, seed, max_length), self.lengths()
         return [(bucket_of(max(lengths[i] for i in batch), buckets), batch)
                 for batch in self._batches(rows, seed, epoch)]
+
+    def train_batch(self, group, length: int, share: BatchShare) -> dict[str, np.ndarray]:
+        """The step's rows packed (spans.pack_step) into rows of row_tokens: as few as hold them, rounded up
+        to a multiple of every process's share.quantum; this process's part of them. The step's spans, loss
+        and gradient are the group's (a span's numbers do not depend on what shares its row); only the
+        tokens computed change (on the sample about 60% of the rows as they are: a step's rows are padded to
+        its longest, and most are far shorter). When packing would not compute fewer tokens, the rows as
+        they are. Either way the batch takes the smallest shape of the first epoch's (`_train_shapes`) that
+        holds it: rows, and text keys (the attention's keys: the rows' text tokens)."""
+        group = list(group)
+        layout, size, keys = self._step_shape(group, share, length)
+        shapes = self._train_shapes(share)
+        fits = [s for s in shapes if s[0] == layout and s[1] >= size and s[2] >= keys]
+        if fits:  # else a shape the first epoch did not need: compiled when met
+            _, size, keys = min(fits, key=lambda s: (s[1], s[2]))
+        if layout == "rows":
+            return S.collate_rows(self.pieces, self.rows, group[share.local], share.rows, size, self.slots(size),
+                                  self.pad_id, keys)
+        packed = self._packed(group)
+        part = size // share.processes
+        mine = packed[share.process * part:(share.process + 1) * part]
+        return S.collate_rows(self.pieces, mine, range(len(mine)), part, self.row_tokens,
+                              self.slots(self.row_tokens), self.pad_id, keys)
+
+    def _packed(self, group: list[int]) -> list[S.Row]:
+        return S.pack_step(self.rows, group, self.row_tokens)
+
+    def _step_shape(self, group: list[int], share: BatchShare, length: int) -> tuple[str, int, int]:
+        """("packed", rows of all processes, text keys) when packing computes fewer tokens than the rows as
+        they are (share.rows a process, `length` each), else ("rows", length, text keys); text keys are the
+        most text tokens of a row rounded up to a multiple of 32."""
+        packed = self._packed(group)
+        quantum = share.quantum * share.processes
+        count = -(-len(packed) // quantum) * quantum
+        if count * self.row_tokens < share.rows * share.processes * length:
+            most = max(S.text_tokens(self.pieces, row) for row in packed)
+            return "packed", count, min(-(-most // 32) * 32, self.row_tokens)
+        most = max(S.text_tokens(self.pieces, self.rows[i]) for i in group)
+        return "rows", length, min(-(-most // 32) * 32, length)
+
+    def _train_shapes(self, share: BatchShare) -> list[tuple[str, int, int]]:
+        """The shapes of the first epoch's steps under the run's seed, with their text keys put on at most
+        KEY_BUCKETS fitted lengths (each a compiled program): a later step takes the smallest of them that
+        holds it, so that, as with the taggers' lengths, little compiles after the first epoch. A pure
+        function of the split, the seed and the share: a resumed run gets the same ones."""
+        key = (share.rows, share.processes, share.quantum)
+        if getattr(self, "_shapes_for", (None, None))[0] != key:
+            steps = [self._step_shape(group, share, length)
+                     for length, group in self.train_plan(share.rows * share.processes, self.seed, 0, self.max_tokens)]
+            buckets = fit_buckets([keys for _, _, keys in steps], 1, self.row_tokens, KEY_BUCKETS, 32)
+            # text keys on the fitted lengths (a batch of rows as they are: at most its length)
+            shapes = sorted({(layout, size, min(bucket_of(keys, buckets), size)) if layout == "rows"
+                             else (layout, size, bucket_of(keys, buckets)) for layout, size, keys in steps})
+            self._shapes_for = (key, shapes)
+        return self._shapes_for[1]
 
     @staticmethod
     def tokens(batch: dict[str, np.ndarray]) -> int:
@@ -241,7 +304,7 @@ class SpanFamily(ModelFamily):
     def example_batch(self, labels) -> dict[str, np.ndarray]:
         tokens, slots = np.ones((1, 8), np.int32), np.zeros((1, 2), np.int32)
         return {"input_ids": tokens, "segment": tokens, "text_index": tokens, "starts": slots, "ends": slots,
-                "num_spans": np.ones((1,), np.int32)}
+                "num_spans": np.ones((1,), np.int32), "text_keys": np.arange(8, dtype=np.int32)[None]}
 
     def objective(self, config, labels, model, with_logits: bool = False) -> SpanObjective:
         return SpanObjective(model.apply, with_logits)
@@ -256,6 +319,28 @@ class SpanFamily(ModelFamily):
             emb = {**encoder_params["embeddings"], "word_embeddings": {"embedding": np.concatenate([table, extra])}}
             encoder_params = {**encoder_params, "embeddings": emb}
         return {**params, "encoder": encoder_params}
+
+    def with_pretrained_heads(self, params: dict, model_dir, labels) -> tuple[dict, str]:
+        """A span_marker folder (the package's save_pretrained, or ours) as --bert_model: its classifier too when
+        its labels are the run's, so that training continues that model (its encoder, marker embeddings
+        included, comes through with_pretrained_encoder)."""
+        import json
+        from pathlib import Path
+
+        from arner_jax.models.span_marker.checkpoint import MODEL_TYPE, read_span_marker
+
+        try:
+            raw = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return params, ""
+        if raw.get("model_type") != MODEL_TYPE:
+            return params, ""
+        loaded = read_span_marker(model_dir)
+        if list(loaded.span.labels) != list(labels):
+            return params, (f"{model_dir}: a span_marker model for labels {loaded.span.labels}, not the run's "
+                            f"{list(labels)}: its encoder is used, the classifier starts new")
+        return {**params, "classifier": loaded.params["classifier"]}, (
+            f"{model_dir}: a span_marker model with the run's labels: its classifier is trained further too")
 
     def encode(self, config, labels, tokenizer, sentences, max_length: int, labelled: bool = True) -> SpanSplit:
         span = SpanConfig(list(labels), config.options.marker_max_length, config.options.entity_max_length, max_length)

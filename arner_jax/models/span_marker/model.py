@@ -1,8 +1,8 @@
 """The SpanMarker model in Flax: encoder with marker tokens, start/end concatenation, linear head.
 
-Owns (SPEC 7): laying a row out from its compact form, the position ids and the `[B, L, L]`
-attention pattern, the head, the span cross-entropy and what the data-parallel steps need of
-the model (`SpanObjective`).
+Owns (SPEC 7): laying a row out from its compact form, the position ids and the attention
+pattern (SPEC 7's `[B, L, L]` mask, computed only where it can allow: an encoders.KeyedMask), the
+head, the span cross-entropy and what the data-parallel steps need of the model (`SpanObjective`).
 
 A row (see spans.collate_rows) is a sequence of L tokens holding one or more chunks, each
 [text][start markers][end markers], given compactly: the text subwords, each token's segment
@@ -14,7 +14,10 @@ model completes the row itself:
                 subword + 2; padding: 1;
   attention     a text token attends to the text tokens of its own segment; a marker to the text
                 tokens of its segment, itself and its partner; padding attends to nothing
-                (float32's most negative value, as SpanMarker);
+                (float32's most negative value, as SpanMarker). Computed as scores against the
+                row's text tokens (`text_keys`, every segment's, masked to the own one) plus two
+                columns, itself and its partner: L x (T + 2) scores instead of L x L, the same
+                numbers (the masked scores weigh exactly 0 either way);
   head          dropout on the encoder's last hidden states, [h(start marker); h(end marker)] (2H),
                 dropout again, Dense(C): float32 logits `[B, K, C]` (span_marker 1.8.1 applies its
                 one Dropout module at both places, at the encoder's hidden dropout rate).
@@ -33,16 +36,21 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from arner_jax.encoders import Encoder, EncoderConfig
+from arner_jax.encoders import Encoder, EncoderConfig, KeyedMask
 
 POSITION_OFFSET = 2  # SpanMarker (after PL-Marker) numbers text positions from 2; padding is 1
 PAD_POSITION = 1
 
 
-def row_layout(input_ids, segment, text_index, starts, ends, num_spans, start_id: int, end_id: int):
-    """Full-row token ids, position ids `[B, L]` and the 0/1 attention mask `[B, L, L]` of rows given
-    as spans.collate_rows gives them: input_ids, segment, text_index `[B, L]`; starts, ends `[B, K]`;
-    num_spans `[B]` (slots past it are unused)."""
+def row_layout(input_ids, segment, text_index, starts, ends, num_spans, text_keys, start_id: int, end_id: int):
+    """Full-row token ids and position ids `[B, L]` and the attention pattern (an encoders.KeyedMask) of rows
+    given as spans.collate_rows gives them: input_ids, segment, text_index `[B, L]`; starts, ends `[B, K]`;
+    num_spans `[B]` (slots past it are unused); text_keys `[B, T]` (row positions of the rows' text tokens,
+    -1 past them).
+
+    The pattern is SPEC 7's `[B, L, L]` mask computed only where it can be 1: each token's keys are
+    the row's text tokens (those of its own segment count), then itself and its partner (a marker's
+    own two; a text token's own position is among the text keys already)."""
     B, L = input_ids.shape
     K = starts.shape[1]
     used = jnp.arange(K)[None, :] < num_spans[:, None]  # [B, K]
@@ -54,13 +62,14 @@ def row_layout(input_ids, segment, text_index, starts, ends, num_spans, start_id
     partner = jnp.full((B, L), -1, jnp.int32)  # [B, L] row position of a marker's partner; -1: not a marker
     partner = partner.at[batch, at_start].set(ends, mode="drop").at[batch, at_end].set(starts, mode="drop")
     real = segment > 0
-    is_text = real & (partner < 0)
     positions = jnp.where(real, text_index + POSITION_OFFSET, PAD_POSITION).astype(jnp.int32)
-    key = jnp.arange(L)[None, None, :]
-    same_segment = real[:, :, None] & (segment[:, :, None] == segment[:, None, :])
-    own = (key == jnp.arange(L)[None, :, None]) | (key == partner[:, :, None])  # itself, its partner
-    mask = same_segment & (is_text[:, None, :] | own)
-    return ids.astype(jnp.int32), positions, mask
+    key_real = text_keys >= 0
+    key_segment = jnp.where(key_real, jnp.take_along_axis(segment, jnp.maximum(text_keys, 0), axis=1), -1)  # [B, T]
+    text = real[:, :, None] & (segment[:, :, None] == key_segment[:, None, :])  # [B, L, T]
+    marker = jnp.broadcast_to((partner >= 0)[:, :, None], (B, L, 2))  # itself and its partner
+    allowed = jnp.concatenate([text, marker], axis=-1)
+    bias = jnp.where(allowed, 0.0, jnp.finfo(jnp.float32).min).astype(jnp.float32)
+    return ids.astype(jnp.int32), positions, KeyedMask(jnp.maximum(text_keys, 0).astype(jnp.int32), partner, bias)
 
 
 class SpanMarker(nn.Module):
@@ -76,9 +85,10 @@ class SpanMarker(nn.Module):
     remat: str = "none"  # the encoder's per-layer rematerialisation (encoders.model.REMAT_POLICIES)
 
     @nn.compact
-    def __call__(self, input_ids, segment, text_index, starts, ends, num_spans, *, deterministic: bool = True):
-        ids, positions, mask = row_layout(input_ids, segment, text_index, starts, ends, num_spans, self.start_id,
-                                          self.end_id)
+    def __call__(self, input_ids, segment, text_index, starts, ends, num_spans, text_keys, *,
+                 deterministic: bool = True):
+        ids, positions, mask = row_layout(input_ids, segment, text_index, starts, ends, num_spans, text_keys,
+                                          self.start_id, self.end_id)
         h = Encoder(self.encoder, self.dtype, self.attention, self.remat, name="encoder")(
             ids, mask, None, positions, deterministic=deterministic)  # [B, L, H]
         h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
@@ -92,7 +102,7 @@ class SpanMarker(nn.Module):
 
 def span_logits(apply_fn: Callable, params, batch: dict, rngs=None, deterministic: bool = True):
     return apply_fn({"params": params}, batch["input_ids"], batch["segment"], batch["text_index"], batch["starts"],
-                    batch["ends"], batch["num_spans"], deterministic=deterministic, rngs=rngs)
+                    batch["ends"], batch["num_spans"], batch["text_keys"], deterministic=deterministic, rngs=rngs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,8 +116,8 @@ class SpanObjective:
 
     apply_fn: Callable
     with_logits: bool = False
-    batch_keys: tuple[str, ...] = ("input_ids", "segment", "text_index", "starts", "ends", "num_spans", "labels",
-                                   "label_mask")
+    batch_keys: tuple[str, ...] = ("input_ids", "segment", "text_index", "starts", "ends", "num_spans", "text_keys",
+                                   "labels", "label_mask")
 
     def statistics(self, params, batch, rngs, deterministic: bool, rank_offset=None):
         logits = span_logits(self.apply_fn, params, batch, rngs, deterministic)

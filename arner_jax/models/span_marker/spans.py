@@ -14,7 +14,9 @@ Owns (numpy only; SPEC 7):
                padding to its batch's length (`collate_rows`). A row can also hold chunks of
                several pieces (`pack_rows`, each chunk in a segment of its own): a span's logits
                depend only on its text and the span (the attention pattern of model.row_layout
-               keeps texts apart), so any packing gives the same numbers;
+               keeps texts apart), so any packing gives the same numbers. Training packs each
+               optimizer step's rows into as few rows as hold them (`pack_step`): the same step,
+               fewer tokens;
   decoding     SpanMarker's greedy flat rule, the nested rule (spans nest or are disjoint,
                partial overlaps rejected), a score threshold, and spans as Wojood word tags.
 """
@@ -244,8 +246,34 @@ def pack_rows(pieces: Sequence[Piece], max_spans: int, max_tokens: int) -> list[
     return [Row(tuple(m), n) for m, n in zip(members, used)]
 
 
+def pack_step(rows: Sequence[Row], indices: Sequence[int], capacity: int) -> list[Row]:
+    """The rows `indices` (one optimizer step's) laid into as few rows of at most `capacity` tokens as
+    first-fit decreasing finds, each keeping its chunks (so its own segments): the step then computes
+    the same spans with the same numbers (see model.row_layout) in fewer, fuller rows. Longest first,
+    ties by position in `indices`; each goes to the first row with room. A pure function of its inputs.
+    """
+    members: list[list[int]] = []
+    used: list[int] = []
+    for i in sorted(indices, key=lambda i: -rows[i].length):  # sorted() is stable: ties keep their order
+        n = rows[i].length
+        if n > capacity:
+            raise ValueError(f"row {i} has {n} tokens, more than the capacity {capacity}")
+        at = next((r for r, u in enumerate(used) if u + n <= capacity), len(used))
+        if at == len(used):
+            members.append([])
+            used.append(0)
+        members[at].append(i)
+        used[at] += n
+    return [Row(tuple(c for i in m for c in rows[i].chunks), u) for m, u in zip(members, used)]
+
+
+def text_tokens(pieces: Sequence[Piece], row: Row) -> int:
+    """The text tokens a row holds (every chunk repeats its piece's text)."""
+    return sum(len(pieces[c.piece]) for c in row.chunks)
+
+
 def collate_rows(pieces: Sequence[Piece], rows: Sequence[Row], indices: Sequence[int], batch_size: int,
-                 length: int, slots: int, pad_id: int) -> dict[str, np.ndarray]:
+                 length: int, slots: int, pad_id: int, keys: int | None = None) -> dict[str, np.ndarray]:
     """One batch of rows `[B, length]` with `slots` span slots per row.
 
     input_ids [B, length] (the texts' subwords; pad at markers and padding), segment [B, length]
@@ -253,8 +281,10 @@ def collate_rows(pieces: Sequence[Piece], rows: Sequence[Row], indices: Sequence
     (a text token's index in its text; a start/end marker's: its span's first/last subword;
     0 padding), starts/ends [B, slots] (row position of each span's start/end marker),
     num_spans [B], labels [B, slots] (0 where unused), label_mask [B, slots] (1.0: a real
-    span), row_index [B] (-1: a padding row).
+    span), row_index [B] (-1: a padding row), text_keys [B, keys] (the row positions of the row's text
+    tokens, -1 past them; keys defaults to length: room for any row).
     """
+    keys = length if keys is None else keys
     ids = np.full((batch_size, length), pad_id, np.int32)
     segment = np.zeros((batch_size, length), np.int32)
     text_index = np.zeros((batch_size, length), np.int32)
@@ -263,13 +293,16 @@ def collate_rows(pieces: Sequence[Piece], rows: Sequence[Row], indices: Sequence
     num_spans = np.zeros((batch_size,), np.int32)
     labels = np.zeros((batch_size, slots), np.int32)
     row_index = np.full((batch_size,), -1, np.int32)
+    text_keys = np.full((batch_size, keys), -1, np.int32)
     for r, i in enumerate(indices):
+        texts = []
         at, slot = 0, 0  # next free row position and span slot
         for seg, chunk in enumerate(rows[i].chunks, start=1):
             piece, k = pieces[chunk.piece], len(chunk)
             n = len(piece)
             markers = at + n + np.arange(k)  # the start markers, then the end markers at + k
             ids[r, at:at + n] = piece.input_ids
+            texts.append(np.arange(at, at + n))
             segment[r, at:at + n + 2 * k] = seg
             text_index[r, at:at + n] = np.arange(n)
             text_index[r, markers], text_index[r, markers + k] = piece.token_positions(piece.spans[chunk.lo:chunk.hi])
@@ -278,9 +311,14 @@ def collate_rows(pieces: Sequence[Piece], rows: Sequence[Row], indices: Sequence
                 labels[r, slot:slot + k] = piece.labels[chunk.lo:chunk.hi]
             at, slot = at + n + 2 * k, slot + k
         num_spans[r], row_index[r] = slot, i
+        texts = np.concatenate(texts) if texts else np.zeros(0, np.int32)
+        if len(texts) > keys:
+            raise ValueError(f"row {i} holds {len(texts)} text tokens, more than the batch's {keys} text keys")
+        text_keys[r, :len(texts)] = texts
     label_mask = (np.arange(slots)[None, :] < num_spans[:, None]).astype(np.float32)
     return {"input_ids": ids, "segment": segment, "text_index": text_index, "starts": starts, "ends": ends,
-            "num_spans": num_spans, "labels": labels, "label_mask": label_mask, "row_index": row_index}
+            "num_spans": num_spans, "text_keys": text_keys, "labels": labels, "label_mask": label_mask,
+            "row_index": row_index}
 
 
 # ----------------------------------------------------------------------------- decoding
