@@ -3,9 +3,11 @@
 Runs in the package's own environment (span_marker 1.8.1, transformers 4.x, torch; no JAX, no
 arner_jax): `python span_marker_torch_side.py job.json result.json`. The job names the encoder
 folder, the data (pre-tokenized sentences with IOB2 tags), the labels and the hyperparameters;
-this trains with the package's Trainer and writes, per epoch, the train seconds (from the
-trainer's epoch begin to its end, so tokenization and prediction are not counted), the mean
-training loss and the validation predictions (word spans), for the caller to score.
+this saves the package's initial model to job["initial"] (save_pretrained, before any step: the
+other side starts from it), trains with the package's Trainer and writes, per epoch, the train
+seconds (from the trainer's epoch begin to its end, so tokenization and prediction are not
+counted), the mean training loss and the validation and test predictions (word spans), for the
+caller to score.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ from transformers import TrainerCallback, TrainingArguments
 class EpochRecorder(TrainerCallback):
     """Times each epoch, then predicts the validation sentences with the model of that epoch."""
 
-    def __init__(self, model: SpanMarkerModel, val_words: list[list[str]], batch_size: int):
-        self.model, self.val_words, self.batch_size = model, val_words, batch_size
+    def __init__(self, model: SpanMarkerModel, words: dict[str, list[list[str]]], batch_size: int):
+        self.model, self.words, self.batch_size = model, words, batch_size
         self.epochs: list[dict] = []
         self.started = 0.0
 
@@ -33,10 +35,12 @@ class EpochRecorder(TrainerCallback):
 
     def on_epoch_end(self, args, state, control, **kwargs):
         seconds = time.perf_counter() - self.started
-        found = self.model.predict(self.val_words, batch_size=self.batch_size)
-        self.epochs.append({"train_seconds": seconds, "steps": state.global_step,
-                            "val_entities": [[(e["label"], e["word_start_index"], e["word_end_index"]) for e in f]
-                                             for f in found]})
+        record = {"train_seconds": seconds, "steps": state.global_step}
+        for split, words in self.words.items():
+            found = self.model.predict(words, batch_size=self.batch_size)
+            record[f"{split}_entities"] = [[(e["label"], e["word_start_index"], e["word_end_index"]) for e in f]
+                                           for f in found]
+        self.epochs.append(record)
 
 
 def main(job_path: str, result_path: str) -> None:
@@ -47,10 +51,12 @@ def main(job_path: str, result_path: str) -> None:
     model = SpanMarkerModel.from_pretrained(job["encoder"], labels=labels, model_max_length=job["model_max_length"],
                                             marker_max_length=job["marker_max_length"],
                                             entity_max_length=job["entity_max_length"])
+    model.save_pretrained(job["initial"])
     index = {tag: i for i, tag in enumerate(labels)}
     train = Dataset.from_dict({"tokens": [s["words"] for s in job["train"]],
                                "ner_tags": [[index[t] for t in s["tags"]] for s in job["train"]]})
-    recorder = EpochRecorder(model, [s["words"] for s in job["val"]], job["batch_size"])
+    recorder = EpochRecorder(model, {split: [s["words"] for s in job[split]] for split in ("val", "test")},
+                             job["batch_size"])
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=job["batch_size"], learning_rate=job["lr"],
