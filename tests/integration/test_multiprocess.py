@@ -62,6 +62,22 @@ def test_two_process_run_equals_one_process_with_two_devices(parallel, tmp_path)
 
 
 @pytest.mark.slow
+def test_a_two_process_span_run_equals_one_process_with_two_devices(tmp_path):
+    """A span model packs each step's rows and gives every process as many packed rows: two processes of one
+    device each train what one process with two devices trains (the same metrics)."""
+    train = [*TRAIN[:TRAIN.index("--preset") + 1], "wojood_span_nested", *TRAIN[TRAIN.index("--preset") + 2:]]
+    one = subprocess.run([*train, "--output_path", str(tmp_path / "one")], cwd=REPO, env=one_process_two_devices(),
+                         capture_output=True, text=True, timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([*LAUNCH, *train, "--output_path", str(tmp_path / "two")], cwd=REPO,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True, timeout=900)
+    assert two.returncode == 0, two.stdout[-3000:] + two.stderr[-3000:]
+    assert results(tmp_path / "two") == results(tmp_path / "one")
+    epochs = json.loads((tmp_path / "two" / "metrics.json").read_text())["timing"]["epochs"]
+    assert all(0 < e["tokens"] < e["computed_tokens"] for e in epochs)
+
+
+@pytest.mark.slow
 def test_both_processes_killed_after_a_checkpoint_resume_to_the_same_metrics(tmp_path):
     from arner_jax.runs.checkpoints import complete_steps
 
