@@ -120,7 +120,7 @@ class SpanSplit(EncodedSplit):
         they are. Either way the batch takes the smallest shape of the first epoch's (`_train_shapes`) that
         holds it: rows, and text keys (the attention's keys: the rows' text tokens)."""
         group = list(group)
-        layout, size, keys = self._step_shape(group, share, length)
+        layout, size, keys, packed = self._step_shape(group, share, length)
         shapes = self._train_shapes(share)
         fits = [s for s in shapes if s[0] == layout and s[1] >= size and s[2] >= keys]
         if fits:  # else a shape the first epoch did not need: compiled when met
@@ -128,27 +128,23 @@ class SpanSplit(EncodedSplit):
         if layout == "rows":
             return S.collate_rows(self.pieces, self.rows, group[share.local], share.rows, size, self.slots(size),
                                   self.pad_id, keys)
-        packed = self._packed(group)
         part = size // share.processes
         mine = packed[share.process * part:(share.process + 1) * part]
         return S.collate_rows(self.pieces, mine, range(len(mine)), part, self.row_tokens,
                               self.slots(self.row_tokens), self.pad_id, keys)
 
-    def _packed(self, group: list[int]) -> list[S.Row]:
-        return S.pack_step(self.rows, group, self.row_tokens)
-
-    def _step_shape(self, group: list[int], share: BatchShare, length: int) -> tuple[str, int, int]:
-        """("packed", rows of all processes, text keys) when packing computes fewer tokens than the rows as
-        they are (share.rows a process, `length` each), else ("rows", length, text keys); text keys are the
-        most text tokens of a row rounded up to a multiple of 32."""
-        packed = self._packed(group)
+    def _step_shape(self, group: list[int], share: BatchShare, length: int) -> tuple[str, int, int, list[S.Row]]:
+        """("packed", rows of all processes, text keys, the packed rows) when packing computes fewer tokens
+        than the rows as they are (share.rows a process, `length` each), else ("rows", length, text keys,
+        []); text keys are the most text tokens of a row rounded up to a multiple of 32."""
+        packed = S.pack_step(self.rows, group, self.row_tokens)
         quantum = share.quantum * share.processes
         count = -(-len(packed) // quantum) * quantum
         if count * self.row_tokens < share.rows * share.processes * length:
             most = max(S.text_tokens(self.pieces, row) for row in packed)
-            return "packed", count, min(-(-most // 32) * 32, self.row_tokens)
+            return "packed", count, min(-(-most // 32) * 32, self.row_tokens), packed
         most = max(S.text_tokens(self.pieces, self.rows[i]) for i in group)
-        return "rows", length, min(-(-most // 32) * 32, length)
+        return "rows", length, min(-(-most // 32) * 32, length), []
 
     def _train_shapes(self, share: BatchShare) -> list[tuple[str, int, int]]:
         """The shapes of the first epoch's steps under the run's seed, with their text keys put on at most
@@ -157,7 +153,7 @@ class SpanSplit(EncodedSplit):
         function of the split, the seed and the share: a resumed run gets the same ones."""
         key = (share.rows, share.processes, share.quantum)
         if getattr(self, "_shapes_for", (None, None))[0] != key:
-            steps = [self._step_shape(group, share, length)
+            steps = [self._step_shape(group, share, length)[:3]
                      for length, group in self.train_plan(share.rows * share.processes, self.seed, 0, self.max_tokens)]
             buckets = fit_buckets([keys for _, _, keys in steps], 1, self.row_tokens, KEY_BUCKETS, 32)
             # text keys on the fitted lengths (a batch of rows as they are: at most its length)
