@@ -18,6 +18,7 @@ from arner_jax.encoders import (
     stack_layer_params,
     unstack_layer_params,
 )
+from arner_jax.encoders import model as model_module
 from arner_jax.encoders.hf_weights import expand_table
 from arner_jax.encoders.model import resolve_attention
 from arner_jax.models.tagger.family import Tagger
@@ -159,6 +160,31 @@ def test_remat_policies_give_the_same_gradients(remat):
     assert max(jax.tree.leaves(diff)) <= 1e-6
     with pytest.raises(ValueError, match="remat must be one of"):
         Encoder(config, remat="some").init(jax.random.PRNGKey(0), jnp.asarray(ids))
+
+
+@pytest.mark.parametrize("remat", ["none", "full"])
+def test_unrolled_layers_compute_what_the_loop_computes(monkeypatch, remat):
+    """Up to UNROLLED_UP_TO layers run without a loop: the same outputs and gradients, dropout included."""
+    config = tiny_config()  # 3 layers: unrolled by default
+    ids, mask = batch("bert")
+    model = Tagger(config, 4, 3, remat=remat)
+    params = model.init(jax.random.PRNGKey(0), jnp.asarray(ids))["params"]
+
+    def run():
+        def loss(p):
+            out = model.apply({"params": p}, jnp.asarray(ids), jnp.asarray(mask), deterministic=False,
+                              rngs={"dropout": jax.random.PRNGKey(7)})
+            return (out ** 2).mean(), out
+        text = jax.jit(jax.grad(loss, has_aux=True)).lower(params).as_text()
+        return jax.jit(jax.grad(loss, has_aux=True))(params), text.count("stablehlo.while")
+
+    (grads, out), loops = run()
+    monkeypatch.setattr(model_module, "UNROLLED_UP_TO", 2)
+    (rolled_grads, rolled_out), rolled_loops = run()
+    assert loops < rolled_loops  # the rolled program has the layers' loops (forward and backward), this one not
+    assert max_diff(out, rolled_out) <= 1e-6
+    diff = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), grads, rolled_grads)
+    assert max(jax.tree.leaves(diff)) <= 1e-6
 
 
 def test_layers_compile_once():
