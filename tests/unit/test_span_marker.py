@@ -252,6 +252,38 @@ def test_packed_training_steps_are_the_steps_of_their_rows(tiny_model, sample_sp
     assert packed_steps >= 3
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_later_epochs_take_the_first_epochs_shapes(seed):
+    """No step after the first epoch needs a program that the first did not compile: a step whose own
+    layout fits none of the first epoch's shapes is laid out again within one of them, every span once.
+    (The benchmark's setting: the sample's train split, WordPiece 4k trained on it, K 128, M 256.)"""
+    from arner_jax.config import RunConfig
+    from arner_jax.data.sample import wojood_sample_paths
+    from arner_jax.data.wojood import read_wojood
+    from arner_jax.encoders import train_wordpiece_tokenizer
+    from arner_jax.models.base import BatchShare, family_for
+
+    corpus = read_wojood(wojood_sample_paths()["train"])
+    tokenizer = train_wordpiece_tokenizer([" ".join(s.words) for s in corpus.sentences], vocab_size=4000)
+    config = RunConfig(kind="span_flat", entity_max_length=12, marker_max_length=128, max_length=256, seed=seed)
+    family = family_for(config.kind)
+    family.prepare_tokenizer(tokenizer)
+    split = family.encode(config, family.label_space(config, [corpus]), tokenizer, corpus.sentences, 256)
+    share = BatchShare(slice(0, 8), 8)
+    shape = lambda batch: tuple(sorted((k, v.shape) for k, v in batch.items()))  # noqa: E731
+    first = {shape(split.train_batch(group, length, share)) for length, group in split.train_plan(8, seed, 0, 256)}
+    fitted, own_misses = split._train_shapes(share), 0
+    for epoch in range(1, 6):
+        for length, group in split.train_plan(8, seed, epoch, 256):
+            batch = split.train_batch(group, length, share)
+            assert shape(batch) in first, (epoch, shape(batch))
+            layout, size, keys, _ = split._step_shape(group, share, length)
+            if not [s for s in fitted if s[0] == layout and s[1] >= size and s[2] >= keys]:
+                own_misses += 1
+                assert _spans_of(batch) == _spans_of(split.collate(group, 8, length))
+    assert own_misses  # the case this test is about happens on this split
+
+
 def test_a_span_marker_folder_starts_a_training_where_it_stands(tiny_model):
     """--bert_model on a span_marker folder: its encoder (config under "encoder", weights under "encoder.",
     marker embeddings included) and, when its labels are the run's, its classifier."""

@@ -123,8 +123,10 @@ class SpanSplit(EncodedSplit):
         layout, size, keys, packed = self._step_shape(group, share, length)
         shapes = self._train_shapes(share)
         fits = [s for s in shapes if s[0] == layout and s[1] >= size and s[2] >= keys]
-        if fits:  # else a shape the first epoch did not need: compiled when met
+        if fits:
             _, size, keys = min(fits, key=lambda s: (s[1], s[2]))
+        else:  # laid out again within a first-epoch shape; failing that, a new shape, compiled when met
+            layout, size, keys, packed = self._within(group, share, shapes) or (layout, size, keys, packed)
         if layout == "rows":
             return S.collate_rows(self.pieces, self.rows, group[share.local], share.rows, size, self.slots(size),
                                   self.pad_id, keys)
@@ -146,6 +148,26 @@ class SpanSplit(EncodedSplit):
         most = max(S.text_tokens(self.pieces, self.rows[i]) for i in group)
         return "rows", length, min(-(-most // 32) * 32, length), []
 
+    def _within(self, group: list[int], share: BatchShare, shapes) -> tuple[str, int, int, list[S.Row]] | None:
+        """The cheapest of `shapes` that can hold the step, with its layout of the step: packed with at most
+        that shape's text keys a row, or its rows as they are; None when none can. A step of a later epoch
+        may pack into more text per row than any of the first epoch's (another grouping of the rows):
+        without this it would compile a program of its own in the middle of training."""
+        text = {i: S.text_tokens(self.pieces, self.rows[i]) for i in group}
+        longest, most = max(self.rows[i].length for i in group), max(text.values())
+        quantum = share.quantum * share.processes
+        cost = lambda s: s[1] * (self.row_tokens if s[0] == "packed" else share.rows * share.processes)  # noqa: E731
+        for layout, size, keys in sorted(shapes, key=lambda s: (cost(s), s[2])):
+            if keys < most:
+                continue
+            if layout == "rows" and size >= longest:
+                return layout, size, keys, []
+            if layout == "packed":
+                packed = S.pack_step(self.rows, group, self.row_tokens, text, keys)
+                if -(-len(packed) // quantum) * quantum <= size:
+                    return layout, size, keys, packed
+        return None
+
     def _train_shapes(self, share: BatchShare) -> list[tuple[str, int, int]]:
         """The shapes of the first epoch's steps under the run's seed, with their text keys put on at most
         KEY_BUCKETS fitted lengths (each a compiled program): a later step takes the smallest of them that
@@ -156,8 +178,10 @@ class SpanSplit(EncodedSplit):
             steps = [self._step_shape(group, share, length)[:3]
                      for length, group in self.train_plan(share.rows * share.processes, self.seed, 0, self.max_tokens)]
             buckets = fit_buckets([keys for _, _, keys in steps], 1, self.row_tokens, KEY_BUCKETS, 32)
-            # text keys on the fitted lengths (a batch of rows as they are: at most its length)
-            shapes = sorted({(layout, size, min(bucket_of(keys, buckets), size)) if layout == "rows"
+            # text keys on the fitted lengths. A batch of rows as they are (a step that packing does not
+            # help: about one in 500 on the sample) takes the most (at most its length), which every row
+            # fits: a shape that can hold any later step of rows that long (see _within)
+            shapes = sorted({(layout, size, min(buckets[-1], size)) if layout == "rows"
                              else (layout, size, bucket_of(keys, buckets)) for layout, size, keys in steps})
             self._shapes_for = (key, shapes)
         return self._shapes_for[1]

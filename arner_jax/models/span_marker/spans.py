@@ -23,7 +23,7 @@ Owns (numpy only; SPEC 7):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -246,25 +246,31 @@ def pack_rows(pieces: Sequence[Piece], max_spans: int, max_tokens: int) -> list[
     return [Row(tuple(m), n) for m, n in zip(members, used)]
 
 
-def pack_step(rows: Sequence[Row], indices: Sequence[int], capacity: int) -> list[Row]:
+def pack_step(rows: Sequence[Row], indices: Sequence[int], capacity: int, text: Mapping[int, int] | None = None,
+              text_capacity: int | None = None) -> list[Row]:
     """The rows `indices` (one optimizer step's) laid into as few rows of at most `capacity` tokens as
     first-fit decreasing finds, each keeping its chunks (so its own segments): the step then computes
     the same spans with the same numbers (see model.row_layout) in fewer, fuller rows. Longest first,
-    ties by position in `indices`; each goes to the first row with room. A pure function of its inputs.
+    ties by position in `indices`; each goes to the first row with room. With `text_capacity`, a row
+    also holds at most that many text tokens (`text[i]`: row i's, see text_tokens), the attention's
+    keys. A pure function of its inputs.
     """
+    limit = text_capacity if text_capacity is not None else float("inf")
     members: list[list[int]] = []
-    used: list[int] = []
+    used: list[list[int]] = []  # [tokens, text tokens] of each packed row
     for i in sorted(indices, key=lambda i: -rows[i].length):  # sorted() is stable: ties keep their order
-        n = rows[i].length
-        if n > capacity:
-            raise ValueError(f"row {i} has {n} tokens, more than the capacity {capacity}")
-        at = next((r for r, u in enumerate(used) if u + n <= capacity), len(used))
+        n, t = rows[i].length, 0 if text is None else text[i]
+        if n > capacity or t > limit:
+            raise ValueError(f"row {i} has {n} tokens ({t} of text), more than the capacity {capacity} "
+                             f"({text_capacity} of text)")
+        at = next((r for r, (u, v) in enumerate(used) if u + n <= capacity and v + t <= limit), len(used))
         if at == len(used):
             members.append([])
-            used.append(0)
+            used.append([0, 0])
         members[at].append(i)
-        used[at] += n
-    return [Row(tuple(c for i in m for c in rows[i].chunks), u) for m, u in zip(members, used)]
+        used[at][0] += n
+        used[at][1] += t
+    return [Row(tuple(c for i in m for c in rows[i].chunks), u) for m, (u, _) in zip(members, used)]
 
 
 def text_tokens(pieces: Sequence[Piece], row: Row) -> int:
