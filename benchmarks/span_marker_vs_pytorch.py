@@ -83,6 +83,11 @@ def epoch_seconds(epochs: list[dict]) -> float:
     return statistics.median(e["train_seconds"] for e in epochs[1:] or epochs)
 
 
+def _spread(values) -> float:
+    values = list(values)
+    return max(values) - min(values)
+
+
 def run_package(python: str, job: dict, folder: Path) -> dict:
     (folder / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH="")
@@ -202,13 +207,21 @@ def main(argv: list[str] | None = None) -> dict | None:
                    "mean_val_f1": {side: statistics.mean(r[side]["val_f1"][-1] for r in runs)
                                    for side in ("span_marker", "ours")},
                    "mean_test_f1": {side: statistics.mean(r[side]["test_f1"] for r in runs)
-                                    for side in ("span_marker", "ours")}}
+                                    for side in ("span_marker", "ours")},
+                   # how far one side's own seeds lie apart: the scale of seed noise the differences sit in
+                   "val_f1_seed_range": {side: _spread(r[side]["val_f1"][-1] for r in runs)
+                                         for side in ("span_marker", "ours")},
+                   "test_f1_seed_range": {side: _spread(r[side]["test_f1"] for r in runs)
+                                          for side in ("span_marker", "ours")}}
         report.setdefault("summary", {})[encoder] = summary
         print(f"{encoder}: {len(runs)} seeds, speedup min {summary['speedup_min']:.2f}x median "
               f"{summary['speedup_median']:.2f}x; largest |F1 difference| val {summary['val_f1_difference_max']:.4f} "
               f"test {summary['test_f1_difference_max']:.4f}; mean val F1 ours {summary['mean_val_f1']['ours']:.4f} "
               f"span_marker {summary['mean_val_f1']['span_marker']:.4f}, mean test F1 ours "
-              f"{summary['mean_test_f1']['ours']:.4f} span_marker {summary['mean_test_f1']['span_marker']:.4f}")
+              f"{summary['mean_test_f1']['ours']:.4f} span_marker {summary['mean_test_f1']['span_marker']:.4f}; "
+              f"span_marker's own seeds span val {summary['val_f1_seed_range']['span_marker']:.4f} test "
+              f"{summary['test_f1_seed_range']['span_marker']:.4f}, ours val "
+              f"{summary['val_f1_seed_range']['ours']:.4f} test {summary['test_f1_seed_range']['ours']:.4f}")
     report["machine_after"] = machine()
     print(f"load average at the end {report['machine_after']['load_average'][0]:.1f}")
     if args.out:
