@@ -118,7 +118,8 @@ class SpanSplit(EncodedSplit):
         tokens computed change (on the sample about 60% of the rows as they are: a step's rows are padded to
         its longest, and most are far shorter). When packing would not compute fewer tokens, the rows as
         they are. Either way the batch takes the smallest shape of the first epoch's (`_train_shapes`) that
-        holds it: rows, and text keys (the attention's keys: the rows' text tokens)."""
+        holds it: rows, and text keys (the attention's keys: the rows' text tokens); a step that fits none
+        as it lays itself out is laid out again within one (`_within`)."""
         group = list(group)
         layout, size, keys, packed = self._step_shape(group, share, length)
         shapes = self._train_shapes(share)
