@@ -4,7 +4,9 @@ Runs in the package's own environment (span_marker 1.8.1, transformers 4.x, torc
 arner_jax): `python span_marker_torch_side.py job.json result.json`. The job names the encoder
 folder, the data (pre-tokenized sentences with IOB2 tags), the labels and the hyperparameters;
 this saves the package's initial model to job["initial"] (save_pretrained, before any step: the
-other side starts from it), trains with the package's Trainer and writes, per epoch, the train
+other side starts from it; drawn from job["seed"]), trains (its shuffles and dropout drawn from
+job["train_seed"], the seed unless given: another training seed gives the same start and other
+random streams) with the package's Trainer and writes, per epoch, the train
 seconds (from the trainer's epoch begin to its end, so tokenization and prediction are not
 counted), the mean training loss and the validation and test predictions (word spans), for the
 caller to score.
@@ -61,7 +63,8 @@ def main(job_path: str, result_path: str) -> None:
         args = TrainingArguments(
             output_dir=out, per_device_train_batch_size=job["batch_size"], learning_rate=job["lr"],
             num_train_epochs=job["epochs"], weight_decay=job["weight_decay"], warmup_ratio=job["warmup_ratio"],
-            lr_scheduler_type="linear", max_grad_norm=job["clip_norm"], adam_epsilon=1e-8, seed=job["seed"],
+            lr_scheduler_type="linear", max_grad_norm=job["clip_norm"], adam_epsilon=1e-8,
+            seed=job.get("train_seed", job["seed"]),
             save_strategy="no", eval_strategy="no", report_to="none", logging_steps=10 ** 6, use_cpu=True,
             dataloader_num_workers=0, disable_tqdm=True)
         trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[recorder])

@@ -1,7 +1,7 @@
 """Our span model against the PyTorch `span_marker` 1.8.1 package: epoch time and F1, same everything.
 
     ARNER_SPAN_MARKER_PYTHON=.sm_venv/bin/python python -m benchmarks.span_marker_vs_pytorch \\
-        [--encoders small medium] [--seeds 3407 1 2] [--epochs 3] \\
+        [--encoders small medium] [--seeds 3407 1 2] [--epochs 3] [--reseeded] \\
         [--out benchmarks/results/span_marker_vs_pytorch_cpu.json]
 
 The package needs transformers 4.x, so it runs in an environment of its own, named by the
@@ -30,7 +30,9 @@ step); ours lays each step's rows into fewer rows (packed, with attention comput
 SpanMarker's mask allows it), the package pads every row to model_max_length + 2 x marker_max_length.
 Tokens: real (text and markers) and computed (with padding) per epoch on each side. Differences that
 remain: the package cuts sentences at model_max_length (we window them; no sample sentence is that
-long); the shuffles and dropout masks draw from different generators.
+long); the shuffles and dropout masks draw from different generators. How much that alone moves F1
+is what --reseeded measures: the package trained twice from the same start, the second time with
+another training seed (other shuffles and masks, nothing else), its F1 against the first's.
 """
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ ENCODERS = {  # hidden, layers, heads (FFN 4 x hidden), WordPiece vocabulary
     "medium": {"hidden": 256, "layers": 4, "heads": 4, "vocab": 8000},
 }
 TORCH_SIDE = Path(__file__).with_name("span_marker_torch_side.py")
+RESEED = 1000  # --reseeded: the package's second training seed is the seed + this
 
 
 def save_encoder(folder: Path, texts: list[str], seed: int, hidden: int = 128, layers: int = 2, heads: int = 2,
@@ -106,8 +109,10 @@ def package_f1(sentences, found_per_epoch: list) -> list[float]:
 
 
 def one_pair(python: str, corpora: dict, paths: dict, types: list[str], encoder: str, seed: int, epochs: int,
-             tmp: Path) -> dict:
-    """Both sides on one encoder and seed; their figures."""
+             tmp: Path, reseeded: bool = False) -> dict:
+    """Both sides on one encoder and seed; their figures. `reseeded`: the package once more from the same start
+    with another training seed (its row order and dropout masks drawn afresh), to measure how far two equal
+    trainings that differ only in their random streams end apart (ours and the package's differ that way)."""
     size = ENCODERS[encoder]
     folder = save_encoder(tmp / "encoder", [" ".join(s.words) for s in corpora["train"].sentences], seed, **size)
     settings = dict(SETTINGS, seed=seed, epochs=epochs)
@@ -115,6 +120,20 @@ def one_pair(python: str, corpora: dict, paths: dict, types: list[str], encoder:
                labels=["O"] + [f"{b}-{t}" for t in types for b in "BI"],
                **{split: outermost(corpora[split].sentences) for split in ("train", "val", "test")})
     theirs = run_package(python, job, tmp)
+    control = None
+    if reseeded:
+        (tmp / "reseeded").mkdir()
+        again = run_package(python, dict(job, train_seed=seed + RESEED, initial=str(tmp / "reseeded" / "initial")),
+                            tmp / "reseeded")
+        start = [(tmp / name / "model.safetensors").read_bytes() for name in ("initial", "reseeded/initial")]
+        control = {"train_seed": seed + RESEED, "same_start": start[0] == start[1],
+                   "val_f1": package_f1(corpora["val"].sentences, [e["val_entities"] for e in again["epochs"]]),
+                   "test_f1_all": package_f1(corpora["test"].sentences,
+                                             [e["test_entities"] for e in again["epochs"]]),
+                   "epoch_seconds": epoch_seconds(again["epochs"]),
+                   "epoch_seconds_all": [e["train_seconds"] for e in again["epochs"]]}
+        if not control["same_start"]:
+            raise SystemExit(f"seed {seed}: the package's reseeded run did not start from the same weights")
     flags = ["--kind", "span_flat", "--bert_model", job["initial"], "--lr", str(settings["lr"]), "--batch_size",
              str(settings["batch_size"]), "--weight_decay", "0", "--warmup_ratio", "0", "--clip_norm", "1.0",
              "--dropout", "0.1", "--seed", str(seed), "--marker_max_length", str(settings["marker_max_length"]),
@@ -153,6 +172,12 @@ def one_pair(python: str, corpora: dict, paths: dict, types: list[str], encoder:
     report["speedup"] = theirs_side["epoch_seconds"] / ours_side["epoch_seconds"]
     report["val_f1_difference"] = ours_side["val_f1"][-1] - theirs_side["val_f1"][-1]
     report["test_f1_difference"] = ours_side["test_f1"] - theirs_side["test_f1"]
+    if control:
+        chosen = max(range(len(control["val_f1"])), key=lambda i: (control["val_f1"][i], -i))
+        control.update(test_f1=control.pop("test_f1_all")[chosen], best_epoch=chosen + 1)
+        report["span_marker_reseeded"] = control
+        report["reseeded_val_f1_difference"] = control["val_f1"][-1] - theirs_side["val_f1"][-1]
+        report["reseeded_test_f1_difference"] = control["test_f1"] - theirs_side["test_f1"]
     return report
 
 
@@ -162,6 +187,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     p.add_argument("--encoders", nargs="+", choices=list(ENCODERS), default=list(ENCODERS))
     p.add_argument("--seeds", nargs="+", type=int, default=[3407, 1, 2])
     p.add_argument("--out", type=Path, help="write the figures as JSON here (rewritten after every pair)")
+    p.add_argument("--reseeded", action="store_true",
+                   help="also train the package again from the same start with another training seed (seed + "
+                        f"{RESEED}): how far apart two equal trainings end when only their random streams differ")
     args = p.parse_args(argv)
     python = os.environ.get("ARNER_SPAN_MARKER_PYTHON")
     if not python:
@@ -182,7 +210,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         for seed in args.seeds:
             with tempfile.TemporaryDirectory(prefix="span_vs_pytorch_") as tmp:
                 run = {"encoder": encoder, "seed": seed} | one_pair(python, corpora, paths, types, encoder, seed,
-                                                                   args.epochs, Path(tmp))
+                                                                   args.epochs, Path(tmp), args.reseeded)
             report["runs"].append(run)
             for side in ("span_marker", "ours"):
                 r = run[side]
@@ -196,6 +224,13 @@ def main(argv: list[str] | None = None) -> dict | None:
                   f"{run['ours']['compile_seconds']:.0f} s in the first); val F1 after {args.epochs} epochs "
                   f"{run['val_f1_difference']:+.4f}, test F1 {run['test_f1_difference']:+.4f} (ours - span_marker)",
                   flush=True)
+            if "span_marker_reseeded" in run:
+                r = run["span_marker_reseeded"]
+                print(f"{encoder} seed {seed} span_marker again from the same start, training seed {r['train_seed']}: "
+                      f"epoch {r['epoch_seconds']:.2f} s, val F1 {[round(f, 4) for f in r['val_f1']]}, test F1 "
+                      f"{r['test_f1']:.4f} (epoch {r['best_epoch']}); val F1 after {args.epochs} epochs "
+                      f"{run['reseeded_val_f1_difference']:+.4f}, test F1 {run['reseeded_test_f1_difference']:+.4f} "
+                      "(span_marker reseeded - span_marker)", flush=True)
             if args.out:
                 args.out.write_text(json.dumps(report, indent=1) + "\n")
     for encoder in args.encoders:
@@ -213,6 +248,9 @@ def main(argv: list[str] | None = None) -> dict | None:
                                          for side in ("span_marker", "ours")},
                    "test_f1_seed_range": {side: _spread(r[side]["test_f1"] for r in runs)
                                           for side in ("span_marker", "ours")}}
+        if all("span_marker_reseeded" in r for r in runs):
+            summary["reseeded_val_f1_difference_max"] = max(abs(r["reseeded_val_f1_difference"]) for r in runs)
+            summary["reseeded_test_f1_difference_max"] = max(abs(r["reseeded_test_f1_difference"]) for r in runs)
         report.setdefault("summary", {})[encoder] = summary
         print(f"{encoder}: {len(runs)} seeds, speedup min {summary['speedup_min']:.2f}x median "
               f"{summary['speedup_median']:.2f}x; largest |F1 difference| val {summary['val_f1_difference_max']:.4f} "
@@ -222,6 +260,10 @@ def main(argv: list[str] | None = None) -> dict | None:
               f"span_marker's own seeds span val {summary['val_f1_seed_range']['span_marker']:.4f} test "
               f"{summary['test_f1_seed_range']['span_marker']:.4f}, ours val "
               f"{summary['val_f1_seed_range']['ours']:.4f} test {summary['test_f1_seed_range']['ours']:.4f}")
+        if "reseeded_val_f1_difference_max" in summary:
+            print(f"{encoder}: span_marker against itself from the same start with another training seed: largest "
+                  f"|F1 difference| val {summary['reseeded_val_f1_difference_max']:.4f} test "
+                  f"{summary['reseeded_test_f1_difference_max']:.4f}")
     report["machine_after"] = machine()
     print(f"load average at the end {report['machine_after']['load_average'][0]:.1f}")
     if args.out:
