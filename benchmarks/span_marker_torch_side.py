@@ -13,6 +13,7 @@ caller to score.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import tempfile
@@ -54,6 +55,9 @@ def main(job_path: str, result_path: str) -> None:
                                             marker_max_length=job["marker_max_length"],
                                             entity_max_length=job["entity_max_length"])
     model.save_pretrained(job["initial"])
+    digest = hashlib.sha256()  # of the initial weights: two runs that report the same one started equal
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
     index = {tag: i for i, tag in enumerate(labels)}
     train = Dataset.from_dict({"tokens": [s["words"] for s in job["train"]],
                                "ner_tags": [[index[t] for t in s["tags"]] for s in job["train"]]})
@@ -70,7 +74,7 @@ def main(job_path: str, result_path: str) -> None:
         trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[recorder])
         output = trainer.train()
     result = {"epochs": recorder.epochs, "train_loss": output.training_loss, "torch": torch.__version__,
-              "threads": torch.get_num_threads()}
+              "threads": torch.get_num_threads(), "initial_sha256": digest.hexdigest()}
     with open(result_path, "w", encoding="utf-8") as f:
         json.dump(result, f)
 
