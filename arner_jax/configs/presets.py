@@ -143,8 +143,8 @@ def wojood_span_nested():
     73b15d3), on the shipped sample with the scratch encoder, 2-core AMD EPYC: test micro-F1 0.304
     (val 0.239, kept by val F1 over 15 epochs); 29 s per training epoch (1.9 s for the nested
     tagger): `python -m benchmarks.span_epoch`. Not measured again since: an epoch now takes the
-    package's steps, each with its rows packed (docs/results.md: 2.41x span_marker 1.8.1 per epoch
-    with the small encoder, flat, median of seeds 3407, 1 and 2).
+    package's steps, each with its rows packed (docs/results.md: 2.66x span_marker 1.8.1 per epoch
+    with the small encoder, flat, median of seeds 3407, 1 and 2 over 10 epochs).
     """
 
 
