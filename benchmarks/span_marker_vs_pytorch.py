@@ -108,6 +108,11 @@ def package_f1(sentences, found_per_epoch: list) -> list[float]:
             for epoch in found_per_epoch]
 
 
+def first_best(val_f1: list[float]) -> int:
+    """The index of the first epoch with the best val F1: the model our trainer keeps (test F1 is its)."""
+    return max(range(len(val_f1)), key=lambda i: (val_f1[i], -i))
+
+
 def one_pair(python: str, corpora: dict, paths: dict, types: list[str], encoder: str, seed: int, epochs: int,
              tmp: Path, reseeded: bool = False) -> dict:
     """Both sides on one encoder and seed; their figures. `reseeded`: the package once more from the same start
@@ -142,7 +147,7 @@ def one_pair(python: str, corpora: dict, paths: dict, types: list[str], encoder:
     ours = train(REPO, "wojood_span_nested", epochs, tmp / "ours", flags)
     val = package_f1(corpora["val"].sentences, [e["val_entities"] for e in theirs["epochs"]])
     test = package_f1(corpora["test"].sentences, [e["test_entities"] for e in theirs["epochs"]])
-    best = max(range(len(val)), key=lambda i: (val[i], -i))  # the first best epoch, as our trainer keeps
+    best = first_best(val)
     steps = theirs["epochs"][-1]["steps"] // epochs
     row_tokens = settings["model_max_length"] + 2 * settings["marker_max_length"]
     timing = ours["timing"]["epochs"]
@@ -172,7 +177,7 @@ def one_pair(python: str, corpora: dict, paths: dict, types: list[str], encoder:
     report["val_f1_difference"] = ours_side["val_f1"][-1] - theirs_side["val_f1"][-1]
     report["test_f1_difference"] = ours_side["test_f1"] - theirs_side["test_f1"]
     if control:
-        chosen = max(range(len(control["val_f1"])), key=lambda i: (control["val_f1"][i], -i))
+        chosen = first_best(control["val_f1"])
         control.update(test_f1=control.pop("test_f1_all")[chosen], best_epoch=chosen + 1)
         report["span_marker_reseeded"] = control
         report["reseeded_val_f1_difference"] = control["val_f1"][-1] - theirs_side["val_f1"][-1]
